@@ -1,0 +1,106 @@
+# gg — build. `make` builds the CPU tools into ./bin; `make CUDA=1` also
+# builds the CUDA backend; `make test` builds and runs the test suite;
+# (CUDA defaults to 1 when nvcc is found)
+# `make test SANITIZE=1` does the same under ASan/UBSan (in build/san);
+# `make fuzz` runs each fuzz harness for FUZZ_SECONDS; `make deps` installs
+# the Debian packages the build needs; `make demo` runs the end-to-end demo.
+
+CC       ?= cc
+NVCC     ?= $(shell command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)
+# CUDA=1 builds the CUDA backend; by default it is built when nvcc is found.
+CUDA     ?= $(if $(wildcard $(NVCC)),1,0)
+SANITIZE ?= 0
+FUZZ_SECONDS ?= 60
+
+CFLAGS_BASE = -std=c11 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+              -Wno-unused-parameter -D_GNU_SOURCE -I. -pthread
+LDLIBS   = -ljansson -lm -pthread
+
+ifeq ($(SANITIZE),1)
+  BUILD  = build/san
+  BIN    = build/san/bin
+  CFLAGS = $(CFLAGS_BASE) -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+  LDFLAGS += -fsanitize=address,undefined
+else
+  BUILD  = build/rel
+  BIN    = bin
+  CFLAGS = $(CFLAGS_BASE) -O2
+endif
+
+LIB_DIRS = ggfmt convert models backend-cpu
+LIB_SRC  = $(wildcard $(addsuffix /*.c,$(LIB_DIRS)))
+LIB_OBJ  = $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC))
+LIB      = $(BUILD)/libgg.a
+
+TOOL_SRC = $(wildcard tools/*.c)
+TOOLS    = $(patsubst tools/%.c,$(BIN)/%,$(TOOL_SRC))
+
+TEST_SRC = $(wildcard tests/test_*.c)
+TESTS    = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+
+CUDA_SRC = $(wildcard backend-cuda/*.cu)
+CUDA_OBJ = $(patsubst %.cu,$(BUILD)/%.o,$(CUDA_SRC))
+CUDA_LIB = $(BUILD)/libggcuda.a
+NVCCFLAGS = -O2 -I. -Xcompiler -Wall,-Wextra,-Werror -Werror all-warnings
+
+ALL = $(TOOLS)
+ifeq ($(CUDA),1)
+  ALL += $(CUDA_LIB)
+endif
+
+.PHONY: all test fuzz deps demo clean bench
+all: $(ALL)
+
+$(BUILD)/%.o: %.c $(wildcard */*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.cu $(wildcard */*.h) $(wildcard backend-cuda/*.cuh)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(CUDA_LIB): $(CUDA_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BIN)/%: tools/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/%.c tests/check.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
+
+test: $(ALL) $(TESTS)
+	@GG_BIN=$(BIN) GG_TESTBIN=$(BUILD)/tests bash tests/run.sh
+
+# libFuzzer harnesses (clang): tests/fuzz_*.c, each run FUZZ_SECONDS seconds
+# on the corpus in tests/fuzz/corpus/NAME.
+FUZZ_SRC = $(wildcard tests/fuzz_*.c)
+FUZZERS  = $(patsubst tests/%.c,build/fuzz/%,$(FUZZ_SRC))
+FUZZ_LIB_SRC = $(LIB_SRC)
+build/fuzz/%: tests/%.c $(FUZZ_LIB_SRC) $(wildcard */*.h)
+	@mkdir -p $(dir $@)
+	clang $(CFLAGS_BASE) -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  $< $(FUZZ_LIB_SRC) $(LDLIBS) -o $@
+fuzz: $(FUZZERS)
+	@set -e; for f in $(FUZZERS); do n=$$(basename $$f); \
+	  mkdir -p build/fuzz/corpus/$$n; cp -n tests/fuzz/corpus/$$n/* build/fuzz/corpus/$$n/ 2>/dev/null || true; \
+	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=0 build/fuzz/corpus/$$n 2>&1 | tail -n 3; done
+
+deps:
+	bash tests/install-deps.sh
+
+demo: $(TOOLS)
+	bash tests/demo.sh
+
+bench: $(TOOLS)
+	bash bench/convert.sh
+
+clean:
+	rm -rf build bin

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# tests/demo.sh — the end-to-end demo on the small built-in checkpoint
+# (tests/fixtures/hf/llama3-gqa, a tiny random Llama 3 in real HF format).
+# Today: convert → inspect → verify. It grows with each tool.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${GG_BIN:-bin}
+OUT=build/demo
+mkdir -p "$OUT"
+HF=tests/fixtures/hf/llama3-gqa
+echo "== ggconvert -t nf4 $HF"
+"$BIN/ggconvert" -t nf4 -o "$OUT/llama3-nf4.gg" "$HF"
+echo "== gginfo --verify $OUT/llama3-nf4.gg"
+"$BIN/gginfo" --verify "$OUT/llama3-nf4.gg" | grep -v '^  \(source\|tokenizer\)\.'
+echo "== ggconvert -t q8 / bf16, sizes"
+"$BIN/ggconvert" -q -t q8 -o "$OUT/llama3-q8.gg" "$HF"
+"$BIN/ggconvert" -q -t bf16 -o "$OUT/llama3-bf16.gg" "$HF"
+for f in "$OUT"/llama3-*.gg; do
+    "$BIN/gginfo" --json "$f" | awk -v f="$f" '/"size":/ && !done { gsub(/[ ,]/, ""); sub(/"size":/, ""); print f ": " $0 " bytes"; done = 1 }'
+done

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# tests/install-deps.sh — installs the Debian packages gg builds and tests
+# with (idempotent; uses sudo when not root).
+set -eu
+pkgs="build-essential clang libjansson-dev libxxhash-dev libopenblas-dev"
+missing=""
+for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+[ -z "$missing" ] && exit 0
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
