@@ -32,6 +32,7 @@ typedef struct job {
     atomic_uint_fast64_t bytes_done;
     atomic_int failed;
     atomic_int active; /* workers still running */
+    uint64_t *src_hash; /* XXH3 of each tensor's source values (fingerprint) */
     pthread_mutex_t err_lock;
     gg_err err;
 } job;
@@ -73,6 +74,7 @@ static int convert_one(job *J, size_t i, void **gather, size_t *gcap, void **out
     uint64_t rows = t->ndim == 1 ? 1 : t->shape[0], cols = t->ndim == 1 ? t->shape[0] : t->shape[1];
     const void *src = source_bytes(t, gather, gcap, err);
     if (!src) return -1;
+    J->src_hash[i] = XXH3_64bits(src, nelem_of(t) * src_esize(t));
     uint64_t nbytes = gg_type_nbytes(dt, rows, cols);
     if (dt == st) {
         if (gg_writer_write(J->w, J->widx[i], src, nbytes, err)) return -1;
@@ -166,40 +168,29 @@ static gg_type choose_type(const gg_convert_opts *o, const gg_canon_tensor *t, i
 }
 
 /* XXH3 over (name, shape, XXH3 of the source values) of every tensor. */
-static uint64_t fingerprint(const gg_canon_tensor *ct, size_t n) {
-    XXH3_state_t *fs = XXH3_createState(), *hs = XXH3_createState();
+static uint64_t fingerprint(const gg_canon_tensor *ct, const uint64_t *src_hash, size_t n) {
+    XXH3_state_t *fs = XXH3_createState();
     XXH3_64bits_reset(fs);
     for (size_t i = 0; i < n; i++) {
-        const gg_canon_tensor *t = &ct[i];
-        uint64_t h;
-        if (!t->nseg) h = XXH3_64bits(t->src->data, nelem_of(t) * src_esize(t));
-        else {
-            XXH3_64bits_reset(hs);
-            for (size_t k = 0; k < t->nseg; k++)
-                XXH3_64bits_update(hs, (const uint8_t *)t->src->data + t->seg[k].row0 * src_row_bytes(t),
-                                   t->seg[k].nrows * src_row_bytes(t));
-            h = XXH3_64bits_digest(hs);
-        }
-        uint64_t shape[2] = {t->shape[0], t->ndim == 2 ? t->shape[1] : 0};
-        XXH3_64bits_update(fs, t->name, strlen(t->name) + 1);
+        uint64_t shape[2] = {ct[i].shape[0], ct[i].ndim == 2 ? ct[i].shape[1] : 0};
+        XXH3_64bits_update(fs, ct[i].name, strlen(ct[i].name) + 1);
         XXH3_64bits_update(fs, shape, sizeof shape);
-        XXH3_64bits_update(fs, &h, sizeof h);
+        XXH3_64bits_update(fs, &src_hash[i], sizeof src_hash[i]);
     }
     uint64_t fp = XXH3_64bits_digest(fs);
     XXH3_freeState(fs);
-    XXH3_freeState(hs);
     return fp;
 }
 
-static int write_metadata(const gg_convert_opts *o, const gg_hf_config *cfg, uint64_t fp,
-                          gg_writer *w, gg_err *err) {
+static int write_metadata(const gg_convert_opts *o, const gg_hf_config *cfg, gg_writer *w,
+                          gg_err *err) {
     char *dcopy = strdup(o->hf_dir);
     if (!dcopy) return gg_errf(err, "out of memory");
     size_t n = strlen(dcopy);
     while (n > 1 && dcopy[n - 1] == '/') dcopy[--n] = 0;
     const char *src = basename(dcopy), *ty = gg_type_name(o->type);
     int bad = gg_writer_set_str(w, "gg.kind", "model", 5, err) || gg_hf_config_to_meta(cfg, w, err) ||
-              gg_writer_set_u64(w, "model.fingerprint", fp, err) ||
+              gg_writer_set_u64(w, "model.fingerprint", 0, err) || /* patched at the end */
               gg_writer_set_str(w, "convert.tool", GG_CONVERT_TOOL, strlen(GG_CONVERT_TOOL), err) ||
               gg_writer_set_str(w, "convert.type", ty, strlen(ty), err) ||
               gg_writer_set_str(w, "convert.source", src, strlen(src), err);
@@ -253,8 +244,9 @@ int gg_convert(const gg_convert_opts *o, gg_convert_stats *stats, gg_err *err) {
     if (gg_st_open_dir(&st, o->hf_dir, err) || gg_canon_map(&cfg, st, &ct, &nct, err)) goto out;
     types = calloc(nct ? nct : 1, sizeof *types);
     widx = calloc(nct ? nct : 1, sizeof *widx);
+    J.src_hash = calloc(nct ? nct : 1, sizeof *J.src_hash);
     w = gg_writer_new();
-    if (!types || !widx || !w) {
+    if (!types || !widx || !J.src_hash || !w) {
         gg_errf(err, "out of memory");
         goto out;
     }
@@ -272,8 +264,7 @@ int gg_convert(const gg_convert_opts *o, gg_convert_stats *stats, gg_err *err) {
             if (o->note) o->note(o->ctx, ct[i].name, why.msg, types[i]);
         }
     }
-    stats->fingerprint = fingerprint(ct, nct);
-    if (write_metadata(o, &cfg, stats->fingerprint, w, err)) goto out;
+    if (write_metadata(o, &cfg, w, err)) goto out;
     for (size_t i = 0; i < nct; i++)
         if (gg_writer_add_tensor(w, ct[i].name, types[i], ct[i].ndim, ct[i].shape, &widx[i], err))
             goto out;
@@ -310,7 +301,10 @@ int gg_convert(const gg_convert_opts *o, gg_convert_stats *stats, gg_err *err) {
         goto out;
     }
     if (o->progress) o->progress(o->ctx, total, total);
-    if (gg_writer_finish(w, err)) goto out;
+    stats->fingerprint = fingerprint(ct, J.src_hash, nct);
+    if (gg_writer_patch_u64(w, "model.fingerprint", stats->fingerprint, err) ||
+        gg_writer_finish(w, err))
+        goto out;
     stats->n_tensors = nct;
     stats->input_bytes = gg_st_total_bytes(st);
     stats->output_bytes = stat(o->out_path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
@@ -320,6 +314,7 @@ out:
     free(th);
     free(types);
     free(widx);
+    free(J.src_hash);
     if (ct) gg_canon_free(ct, nct);
     if (st) gg_st_close(st);
     pthread_mutex_destroy(&J.err_lock);

@@ -620,6 +620,7 @@ struct gg_writer {
     buf meta;
     size_t n_meta;
     char **keys;
+    size_t *val_off; /* offset of each key's value in meta */
     size_t n_keys, cap_keys;
     wtensor *t;
     size_t n_t, cap_t;
@@ -659,6 +660,7 @@ void gg_writer_free(gg_writer *w) {
     free(w->meta.p);
     for (size_t i = 0; i < w->n_keys; i++) free(w->keys[i]);
     free(w->keys);
+    free(w->val_off);
     for (size_t i = 0; i < w->n_t; i++) free(w->t[i].name);
     free(w->t);
     free(w->path);
@@ -686,6 +688,9 @@ static int meta_key(gg_writer *w, const char *key, gg_vtype t, gg_err *err) {
         char **k = realloc(w->keys, cap * sizeof *k);
         if (!k) return gg_errf(err, "out of memory");
         w->keys = k;
+        size_t *vo = realloc(w->val_off, cap * sizeof *vo);
+        if (!vo) return gg_errf(err, "out of memory");
+        w->val_off = vo;
         w->cap_keys = cap;
     }
     if (!(w->keys[w->n_keys] = strdup(key))) return gg_errf(err, "out of memory");
@@ -693,7 +698,21 @@ static int meta_key(gg_writer *w, const char *key, gg_vtype t, gg_err *err) {
     w->n_meta++;
     if (buf_u32(&w->meta, (uint32_t)n) || buf_put(&w->meta, key, n) || buf_u32(&w->meta, t))
         return gg_errf(err, "out of memory");
+    w->val_off[w->n_keys - 1] = w->meta.len;
     return 0;
+}
+
+int gg_writer_patch_u64(gg_writer *w, const char *key, uint64_t v, gg_err *err) {
+    if (w->finished) return gg_errf(err, "metadata '%s' patched after gg_writer_finish", key);
+    for (size_t i = 0; i < w->n_keys; i++) {
+        if (strcmp(w->keys[i], key)) continue;
+        uint32_t t;
+        memcpy(&t, w->meta.p + w->val_off[i] - 4, 4);
+        if (t != GG_V_U64) return gg_errf(err, "metadata '%s' is %s, cannot patch a u64", key, gg_vtype_name((gg_vtype)t));
+        memcpy(w->meta.p + w->val_off[i], &v, 8);
+        return 0;
+    }
+    return gg_errf(err, "metadata '%s' to patch was never set", key);
 }
 
 int gg_writer_set_bool(gg_writer *w, const char *key, int v, gg_err *err) {
@@ -847,6 +866,12 @@ int gg_writer_begin(gg_writer *w, const char *path, uint32_t alignment, gg_err *
     w->fd = open(w->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (w->fd < 0) return gg_errf(err, "%s: %s", w->tmp_path, strerror(errno));
     w->begun = 1;
+    /* Reserve the blocks up front (fails early on a full disk, and makes the
+     * writes cheaper); fall back to a sparse file where unsupported. */
+    int fe = w->file_size ? posix_fallocate(w->fd, 0, (off_t)w->file_size) : 0;
+    if (fe == ENOSPC || fe == EFBIG)
+        return gg_errf(err, "%s: cannot reserve %llu bytes: %s", w->tmp_path,
+                       (unsigned long long)w->file_size, strerror(fe));
     if (ftruncate(w->fd, (off_t)w->file_size) != 0)
         return gg_errf(err, "%s: cannot size to %llu bytes: %s", w->tmp_path,
                        (unsigned long long)w->file_size, strerror(errno));
@@ -866,6 +891,11 @@ int gg_writer_write(gg_writer *w, size_t idx, const void *data, size_t n, gg_err
         return gg_errf(err, "%s: write of tensor '%s': %s", w->tmp_path, T->name, strerror(errno));
     XXH64_update(&T->hash, data, n);
     T->written += n;
+    /* A finished tensor starts its writeback now, overlapping the disk with
+     * the conversion of the next tensors; the final fsync has less to do. */
+    if (T->written == T->size && T->size >= (1u << 20))
+        sync_file_range(w->fd, (off64_t)(w->data_off + T->offset), (off64_t)T->size,
+                        SYNC_FILE_RANGE_WRITE);
     return 0;
 }
 
@@ -909,7 +939,9 @@ int gg_writer_finish(gg_writer *w, gg_err *err) {
     wr64(h + H_META_XXH, XXH64(w->meta.p, w->meta.len, 0));
     wr64(h + H_INDEX_XXH, XXH64(ix.p, ix.len, 0));
     wr64(h + H_HEADER_XXH, XXH64(h, H_HEADER_XXH, 0));
-    if (write_all(w->fd, ix.p, ix.len, w->index_off) || write_all(w->fd, h, sizeof h, 0)) {
+    /* Metadata again: gg_writer_patch_u64 may have changed it since begin. */
+    if (write_all(w->fd, w->meta.p, w->meta.len, GG_HEADER_SIZE) ||
+        write_all(w->fd, ix.p, ix.len, w->index_off) || write_all(w->fd, h, sizeof h, 0)) {
         gg_errf(err, "%s: write: %s", w->tmp_path, strerror(errno));
         goto out;
     }

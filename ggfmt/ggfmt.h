@@ -145,6 +145,10 @@ int gg_writer_set_arr_f64(gg_writer *w, const char *key, const double *v, size_t
 int gg_writer_set_arr_str(gg_writer *w, const char *key, const char *const *s, const size_t *lens,
                           size_t n, gg_err *err);
 
+/* Overwrite the value of a u64 key set earlier (any time before finish):
+ * for values known only once the tensors are written, e.g. a fingerprint. */
+int gg_writer_patch_u64(gg_writer *w, const char *key, uint64_t v, gg_err *err);
+
 /* Declare a tensor (before begin); returns its index in *idx. Checks the
  * shape against the type (gg_type_check_shape). */
 int gg_writer_add_tensor(gg_writer *w, const char *name, gg_type type, uint32_t ndim,

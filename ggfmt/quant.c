@@ -205,10 +205,15 @@ static int not_finite_err(gg_err *err, gg_type dt, size_t i, uint64_t cols) {
                    (unsigned long long)(i % cols));
 }
 
-/* round_half_away_from_zero(v), clamped to [-127, 127]. */
+/* clamp(round_half_away_from_zero(v), -127, 127) for finite v, i.e.
+ * clamp(roundf(v)). Computed as trunc(min(|v|, 127) + 0.49999997) with v's
+ * sign, which equals roundf for every float in [0, 127] (checked
+ * exhaustively; tests/test_quant.c checks it around every tie) and, unlike
+ * roundf on baseline x86-64, needs no libm call. */
 static int8_t round_clamp127(float v) {
-    float r = roundf(v);
-    return (int8_t)(r > 127.0f ? 127 : r < -127.0f ? -127 : (int)r);
+    float a = fabsf(v);
+    int r = (int)((a > 127.0f ? 127.0f : a) + 0x1.fffffep-2f);
+    return (int8_t)(v < 0 ? -r : r);
 }
 
 /* The 15 nf4 decision midpoints, (code[i] + code[i+1]) / 2 in f32. */

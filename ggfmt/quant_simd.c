@@ -11,8 +11,8 @@
  * in quant.c. That holds because each step is the same single IEEE
  * operation: f16 / bf16 -> f32 is exact (F16C, or a shift); max |x| is an
  * exact selection; x / d and x / a'_b are one correctly rounded division;
- * round-half-away-from-zero is computed exactly (truncate, then step away
- * when the exact remainder is >= 0.5); the nf4 index (count of midpoints
+ * round-half-away-from-zero of |v| <= 127 is trunc(|v| + 0.49999997), which
+ * equals roundf there (checked for every float); the nf4 index (count of midpoints
  * below t) is found by a 4-step binary search over the same sorted f32
  * midpoints with the same '>' comparison; and dequantization is one
  * multiplication. No multiply feeds an add anywhere, so FMA contraction
@@ -106,21 +106,23 @@ AVX512 INLINE int absmax_512_t(gg_type st, const uint8_t *src, size_t nblk, floa
     return 0;
 }
 
-/* round_half_away_from_zero(v) for |v| <= 127: truncate (exact), then step
- * one away from zero if the exact remainder v - trunc(v) is >= 0.5. */
-AVX512 INLINE __m512 round_away_512(__m512 v) {
-    __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    __mmask16 up = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(v, t)), _mm512_set1_ps(0.5f),
-                                      _CMP_GE_OQ);
-    __m512 step = _mm512_castsi512_ps(_mm512_or_si512(
-        _mm512_castps_si512(_mm512_set1_ps(1.0f)),
-        _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000u))));
-    return _mm512_mask_add_ps(t, up, t, step);
+/* clamp(round_half_away_from_zero(v), -127, 127) as int32: |v| clamped to
+ * 127, plus 0.49999997 (the float just below 0.5), truncated, with v's sign
+ * put back (truncation is symmetric). For every float in [0, 127] this
+ * equals roundf (checked exhaustively; the sum can only round across an
+ * integer where that integer is the right answer). */
+#define JUST_BELOW_HALF 0x1.fffffep-2f
+
+AVX512 INLINE __m512i round_away_127_512(__m512 v) {
+    __m512 a = _mm512_min_ps(_mm512_abs_ps(v), _mm512_set1_ps(127.0f));
+    __m512i r = _mm512_castps_si512(_mm512_add_ps(a, _mm512_set1_ps(JUST_BELOW_HALF)));
+    r = _mm512_ternarylogic_epi32(r, _mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000u),
+                                  0xf8); /* r | (v & sign) */
+    return _mm512_cvttps_epi32(_mm512_castsi512_ps(r));
 }
 
 AVX512 INLINE int q8_quantize_512_t(gg_type st, const uint8_t *src, size_t nblk, int8_t *q,
                                     uint8_t *d) {
-    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
     for (size_t b = 0; b < nblk; b++) {
         __m512 x[4];
         uint32_t m = amax_bits_512(st, src + b * 64 * ESIZE(st), x);
@@ -137,8 +139,7 @@ AVX512 INLINE int q8_quantize_512_t(gg_type st, const uint8_t *src, size_t nblk,
         __m512 vd = _mm512_set1_ps(df);
         UNROLL
         for (int k = 0; k < 4; k++) {
-            __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(x[k], vd), lo), hi);
-            __m512i i = _mm512_cvttps_epi32(round_away_512(v));
+            __m512i i = round_away_127_512(_mm512_div_ps(x[k], vd));
             _mm_storeu_si128((__m128i *)(out + 16 * k), _mm512_cvtepi32_epi8(i));
         }
     }
@@ -146,35 +147,41 @@ AVX512 INLINE int q8_quantize_512_t(gg_type st, const uint8_t *src, size_t nblk,
 }
 
 /* nf4 code indices of 16 values t: the number of midpoints below t, by a
- * binary search. After step s, j holds the top s bits of the index; the
- * next threshold is the midpoint just below the upper half of the remaining
- * range, looked up in a per-step table indexed by j. */
+ * binary search over the sorted midpoints m[0..14]. After the steps of 8, 4
+ * and 2, j is a multiple of the next step s; the next threshold is m[j+s-1]
+ * (t above it: j += s), read from a 16-entry table ts[j] = m[j+s-1]. */
 typedef struct nf4_tabs512 {
-    __m512 m7, t2, t1, t0; /* m[7]; m[3],m[11]; m[1],m[5],m[9],m[13]; m[0],m[2],..,m[14] */
+    __m512 m7, t4, t2, t1;
 } nf4_tabs512;
 
-AVX512 INLINE __m512i nf4_step_512(__m512i j, __m512 t, __m512 table) {
-    __mmask16 gt = _mm512_cmp_ps_mask(t, _mm512_permutexvar_ps(j, table), _CMP_GT_OQ);
-    __m512i j2 = _mm512_add_epi32(j, j);
-    return _mm512_mask_add_epi32(j2, gt, j2, _mm512_set1_epi32(1)); /* j = 2j + (t > thr) */
+AVX512 INLINE void nf4_tabs512_init(nf4_tabs512 *T, const float *m) {
+    float t[3][16];
+    for (int s = 0; s < 3; s++) /* steps 4, 2, 1 */
+        for (int j = 0; j < 16; j++) {
+            int i = j + (4 >> s) - 1;
+            t[s][j] = i < 15 ? m[i] : 0;
+        }
+    T->m7 = _mm512_set1_ps(m[7]);
+    T->t4 = _mm512_loadu_ps(t[0]);
+    T->t2 = _mm512_loadu_ps(t[1]);
+    T->t1 = _mm512_loadu_ps(t[2]);
 }
 
 AVX512 INLINE __m512i nf4_index_512(__m512 t, const nf4_tabs512 *T) {
     __m512i j = _mm512_maskz_mov_epi32(_mm512_cmp_ps_mask(t, T->m7, _CMP_GT_OQ),
-                                       _mm512_set1_epi32(1));
-    j = nf4_step_512(j, t, T->t2);
-    j = nf4_step_512(j, t, T->t1);
-    return nf4_step_512(j, t, T->t0);
+                                       _mm512_set1_epi32(8));
+    __mmask16 gt = _mm512_cmp_ps_mask(t, _mm512_permutexvar_ps(j, T->t4), _CMP_GT_OQ);
+    j = _mm512_mask_add_epi32(j, gt, j, _mm512_set1_epi32(4));
+    gt = _mm512_cmp_ps_mask(t, _mm512_permutexvar_ps(j, T->t2), _CMP_GT_OQ);
+    j = _mm512_mask_add_epi32(j, gt, j, _mm512_set1_epi32(2));
+    gt = _mm512_cmp_ps_mask(t, _mm512_permutexvar_ps(j, T->t1), _CMP_GT_OQ);
+    return _mm512_mask_add_epi32(j, gt, j, _mm512_set1_epi32(1));
 }
 
 AVX512 INLINE void nf4_encode_512_t(gg_type st, const uint8_t *src, size_t nblk,
                                     const float *ap, const float *m, uint8_t *codes) {
     nf4_tabs512 T;
-    T.m7 = _mm512_set1_ps(m[7]);
-    T.t2 = _mm512_setr_ps(m[3], m[11], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-    T.t1 = _mm512_setr_ps(m[1], m[5], m[9], m[13], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-    T.t0 = _mm512_setr_ps(m[0], m[2], m[4], m[6], m[8], m[10], m[12], m[14], 0, 0, 0, 0, 0, 0,
-                          0, 0);
+    nf4_tabs512_init(&T, m);
     const __m512i evens =
         _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     for (size_t b = 0; b < nblk; b++) {
@@ -317,14 +324,12 @@ AVX2 INLINE int absmax_256_t(gg_type st, const uint8_t *src, size_t nblk, float 
     return 0;
 }
 
-/* As round_away_512. */
-AVX2 INLINE __m256 round_away_256(__m256 v) {
+/* As round_away_127_512. */
+AVX2 INLINE __m256i round_away_127_256(__m256 v) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
-    __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    __m256 up = _mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(v, t)), _mm256_set1_ps(0.5f),
-                              _CMP_GE_OQ);
-    __m256 step = _mm256_or_ps(_mm256_set1_ps(1.0f), _mm256_and_ps(v, sign));
-    return _mm256_add_ps(t, _mm256_and_ps(up, step));
+    __m256 a = _mm256_min_ps(_mm256_andnot_ps(sign, v), _mm256_set1_ps(127.0f));
+    a = _mm256_add_ps(a, _mm256_set1_ps(JUST_BELOW_HALF));
+    return _mm256_cvttps_epi32(_mm256_or_ps(a, _mm256_and_ps(v, sign)));
 }
 
 /* 32 int32 lanes (values within int8) of a[0..3] -> 32 int8 in order. */
@@ -335,7 +340,6 @@ AVX2 INLINE __m256i pack_i32x32_to_i8(__m256i a0, __m256i a1, __m256i a2, __m256
 
 AVX2 INLINE int q8_quantize_256_t(gg_type st, const uint8_t *src, size_t nblk, int8_t *q,
                                   uint8_t *d) {
-    const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
     for (size_t b = 0; b < nblk; b++) {
         __m256 x[8];
         uint32_t m = amax_bits_256(st, src + b * 64 * ESIZE(st), x);
@@ -353,8 +357,7 @@ AVX2 INLINE int q8_quantize_256_t(gg_type st, const uint8_t *src, size_t nblk, i
         __m256i i[8];
         UNROLL
         for (int k = 0; k < 8; k++) {
-            __m256 v = _mm256_min_ps(_mm256_max_ps(_mm256_div_ps(x[k], vd), lo), hi);
-            i[k] = _mm256_cvttps_epi32(round_away_256(v));
+            i[k] = round_away_127_256(_mm256_div_ps(x[k], vd));
         }
         _mm256_storeu_si256((__m256i *)out, pack_i32x32_to_i8(i[0], i[1], i[2], i[3]));
         _mm256_storeu_si256((__m256i *)(out + 32), pack_i32x32_to_i8(i[4], i[5], i[6], i[7]));

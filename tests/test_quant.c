@@ -558,6 +558,45 @@ static void test_q8_hand(void) {
           "%s", e.msg);
 }
 
+/* q8 rounding near every half-integer and integer: blocks whose absmax is
+ * 127 (so d = 1 and q = round_half_away(x)) holding the 64 floats around
+ * k + 0.5 and around k, for k = 0..126, both signs; fast == reference and
+ * q == roundf(x). */
+static void test_q8_rounding_sweep(void) {
+    enum { PER = 63 };
+    size_t cap = 127 * 2 * 2 * 64, cnt = 0;
+    float *v = malloc(cap * sizeof *v);
+    for (int k = 0; k < 127; k++)
+        for (int half = 0; half < 2; half++) {
+            uint32_t c = bits_of((float)k + (half ? 0.5f : 0.0f));
+            for (int64_t o = -32; o < 32; o++) {
+                int64_t u = (int64_t)c + o;
+                if (u < 0) continue;
+                float f = f32_of((uint32_t)u);
+                if (f > 127) continue;
+                v[cnt++] = f;
+                v[cnt++] = -f;
+            }
+        }
+    size_t rows = (cnt + PER - 1) / PER, n = rows * 64;
+    float *x = calloc(n, sizeof *x);
+    for (size_t i = 0; i < cnt; i++) x[(i / PER) * 64 + 1 + i % PER] = v[i];
+    for (size_t r = 0; r < rows; r++) x[r * 64] = 127.0f;
+    uint8_t *ref = malloc(gg_type_nbytes(GG_TYPE_Q8, rows, 64)), *fast = malloc(gg_type_nbytes(GG_TYPE_Q8, rows, 64));
+    gg_err e;
+    REQUIRE(gg_quantize_ref(GG_TYPE_Q8, ref, GG_TYPE_F32, x, rows, 64, &e) == 0, "%s", e.msg);
+    int bad = 0;
+    for (size_t i = 0; i < n && bad < 5; i++)
+        if ((int8_t)ref[i] != (int)roundf(x[i])) FAIL_COUNT(bad, "%a -> %d", x[i], (int8_t)ref[i]);
+    for (int lv = 0; lv < nlevels; lv++) {
+        gg_quant_simd_cap(levels[lv]);
+        REQUIRE(gg_quantize(GG_TYPE_Q8, fast, GG_TYPE_F32, x, rows, 64, &e) == 0, "%s", e.msg);
+        CHECK(memcmp(ref, fast, gg_type_nbytes(GG_TYPE_Q8, rows, 64)) == 0, "level %d", levels[lv]);
+    }
+    gg_quant_simd_cap(GG_SIMD_AVX512);
+    free(v), free(x), free(ref), free(fast);
+}
+
 /* nf4 hand block: every block has absmax 1, so mean 1, s = 0, a' = 1 and
  * t = x: values exactly on an f32 midpoint take the lower code, the next
  * float up the upper one. */
@@ -752,6 +791,7 @@ int main(void) {
     RUN(test_f16_sweep);
     RUN(test_float_conversions);
     RUN(test_q8_hand);
+    RUN(test_q8_rounding_sweep);
     RUN(test_nf4_midpoints);
     RUN(test_edge_blocks);
     RUN(test_not_finite);
