@@ -213,7 +213,8 @@ static int not_finite_err(gg_err *err, gg_type dt, size_t i, uint64_t cols) {
 static int8_t round_clamp127(float v) {
     float a = fabsf(v);
     int r = (int)((a > 127.0f ? 127.0f : a) + 0x1.fffffep-2f);
-    return (int8_t)(v < 0 ? -r : r);
+    int neg = -(v < 0); /* branch-free: the sign of v is random */
+    return (int8_t)((r ^ neg) - neg);
 }
 
 /* The 15 nf4 decision midpoints, (code[i] + code[i+1]) / 2 in f32. */
@@ -424,7 +425,11 @@ static int quantize_with(const gg_quant_kernels *k, gg_type dt, void *dstv, gg_t
     if (check_quantize_args(dt, dstv, st, srcv, rows, cols, &n, err)) return -1;
     uint8_t *dst = dstv;
     const uint8_t *src = srcv;
-    if (!gg_type_is_quantized(dt)) return convert_float(dt, dst, st, src, n, cols, err);
+    if (!gg_type_is_quantized(dt)) {
+        /* On an f16 overflow the reference finds the element and says so. */
+        if (k && dt != st && k->convert(dt, st, src, n, dst) == 0) return 0;
+        return convert_float(dt, dst, st, src, n, cols, err);
+    }
 
     if (dt == GG_TYPE_Q8) {
         /* A kernel failure (non-finite input, scale overflow) is rare: the
@@ -461,14 +466,9 @@ static int dequantize_with(const gg_quant_kernels *k, gg_type t, const void *src
         if (cnt) memcpy(dst, src + 4 * i0, 4 * cnt);
         return 0;
     case GG_TYPE_F16:
-        if (k) {
-            k->f16_to_f32(src + 2 * i0, cnt, dst);
-            return 0;
-        }
-        for (size_t i = 0; i < cnt; i++) dst[i] = src_at(GG_TYPE_F16, src, i0 + i);
-        return 0;
     case GG_TYPE_BF16:
-        for (size_t i = 0; i < cnt; i++) dst[i] = src_at(GG_TYPE_BF16, src, i0 + i);
+        if (k) return k->convert(GG_TYPE_F32, t, src + 2 * i0, cnt, dst);
+        for (size_t i = 0; i < cnt; i++) dst[i] = src_at(t, src, i0 + i);
         return 0;
     case GG_TYPE_Q8: {
         size_t n = (size_t)(rows * cols), b0 = i0 / GG_Q8_BLOCK, nblk = cnt / GG_Q8_BLOCK;

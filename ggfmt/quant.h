@@ -100,7 +100,9 @@ typedef struct gg_quant_kernels {
                        const float mids[15], uint8_t *codes);
     void (*q8_dequant)(const int8_t *q, const uint8_t *d, size_t nblk, float *dst);
     void (*nf4_decode)(const uint8_t *codes, const float *aprime, size_t nblk, float *dst);
-    void (*f16_to_f32)(const void *src, size_t n, float *dst); /* n x gg_f16_to_f32 */
+    /* n elements from float type st to another float type dt (the scalar
+     * conversions above); -1 if a finite value overflows f16. */
+    int (*convert)(gg_type dt, gg_type st, const void *src, size_t n, void *dst);
 } gg_quant_kernels;
 
 /* The kernels of exactly this level; NULL if not built in (non-x86) or the

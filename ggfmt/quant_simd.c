@@ -19,12 +19,14 @@
  * cannot change a result. */
 #include "ggfmt/quant.h"
 
+#include <math.h>
 #include <string.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 
 #include <cpuid.h>
 #include <immintrin.h>
+#include <stdatomic.h>
 
 #define AVX2 __attribute__((target("avx2,f16c")))
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,f16c")))
@@ -47,6 +49,30 @@ static float f32_of_bits(uint32_t u) {
     float f;
     memcpy(&f, &u, 4);
     return f;
+}
+
+/* Elements [i, n) of a float conversion, one at a time with the scalar
+ * conversions; -1 if a finite value overflows f16. */
+static int convert_tail(gg_type dt, gg_type st, const uint8_t *src, size_t i, size_t n,
+                        uint8_t *dst) {
+    for (; i < n; i++) {
+        float f;
+        uint16_t h;
+        if (st == GG_TYPE_F32) {
+            memcpy(&f, src + 4 * i, 4);
+        } else {
+            memcpy(&h, src + 2 * i, 2);
+            f = st == GG_TYPE_F16 ? gg_f16_to_f32(h) : gg_bf16_to_f32(h);
+        }
+        if (dt == GG_TYPE_F32) {
+            memcpy(dst + 4 * i, &f, 4);
+            continue;
+        }
+        h = dt == GG_TYPE_F16 ? gg_f32_to_f16(f) : gg_f32_to_bf16(f);
+        if (dt == GG_TYPE_F16 && (h & 0x7fff) == 0x7c00 && isfinite(f)) return -1;
+        memcpy(dst + 2 * i, &h, 2);
+    }
+    return 0;
 }
 
 /* ======================================================================== */
@@ -237,19 +263,40 @@ AVX512 static void nf4_decode_512(const uint8_t *codes, const float *ap, size_t 
     }
 }
 
-AVX512 static void f16_to_f32_512(const void *src, size_t n, float *dst) {
-    const uint8_t *p = src;
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 2 * i))));
-    for (; i < n; i++) {
-        unsigned short h;
-        memcpy(&h, p + 2 * i, 2);
-        dst[i] = _cvtsh_ss(h);
+/* 16 f32 values stored as dt; returns the lanes that overflow f16. */
+AVX512 INLINE __mmask16 st16(gg_type dt, uint8_t *p, __m512 v) {
+    if (dt == GG_TYPE_F32) {
+        _mm512_storeu_ps(p, v);
+        return 0;
     }
+    if (dt == GG_TYPE_F16) {
+        _mm256_storeu_si256((__m256i *)p, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+        __m512 a = _mm512_abs_ps(v); /* finite and rounding to inf: [65520, inf) */
+        return _mm512_cmp_ps_mask(a, _mm512_set1_ps(65520.0f), _CMP_GE_OQ) &
+               _mm512_cmp_ps_mask(a, _mm512_set1_ps(INFINITY), _CMP_LT_OQ);
+    }
+    /* bf16: (u + 0x7fff + (u >> 16 & 1)) >> 16, a NaN as (u >> 16) | 0x40 */
+    __m512i u = _mm512_castps_si512(v), hi = _mm512_srli_epi32(u, 16);
+    __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)),
+                                 _mm512_and_si512(hi, _mm512_set1_epi32(1)));
+    r = _mm512_srli_epi32(r, 16);
+    r = _mm512_mask_or_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), hi, _mm512_set1_epi32(0x40));
+    _mm256_storeu_si256((__m256i *)p, _mm512_cvtepi32_epi16(r));
+    return 0;
+}
+
+AVX512 INLINE int convert_512_t(gg_type dt, gg_type st, const uint8_t *src, size_t n,
+                                uint8_t *dst) {
+    __mmask16 over = 0;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) over |= st16(dt, dst + i * ESIZE(dt), ld16(st, src + i * ESIZE(st)));
+    return over ? -1 : convert_tail(dt, st, src, i, n, dst);
 }
 
 #define ABSMAX512(ST, s, n, a) absmax_512_t(ST, s, n, a)
+#define CONV512_F32(ST, d, s, n, o) convert_512_t(GG_TYPE_F32, ST, s, n, o)
+#define CONV512_F16(ST, d, s, n, o) convert_512_t(GG_TYPE_F16, ST, s, n, o)
+#define CONV512_BF16(ST, d, s, n, o) convert_512_t(GG_TYPE_BF16, ST, s, n, o)
 #define Q8Q512(ST, s, n, q, d) q8_quantize_512_t(ST, s, n, q, d)
 #define NF4E512(ST, s, n, a, m, c) (nf4_encode_512_t(ST, s, n, a, m, c), 0)
 
@@ -263,6 +310,11 @@ AVX512 static int q8_quantize_512(gg_type st, const void *src, size_t nblk, int8
 AVX512 static void nf4_encode_512(gg_type st, const void *src, size_t nblk, const float *ap,
                                   const float mids[15], uint8_t *codes) {
     (void)BY_SOURCE(st, NF4E512, src, nblk, ap, mids, codes);
+}
+AVX512 static int convert_512(gg_type dt, gg_type st, const void *src, size_t n, void *dst) {
+    if (dt == GG_TYPE_F32) return BY_SOURCE(st, CONV512_F32, dt, src, n, dst);
+    if (dt == GG_TYPE_F16) return BY_SOURCE(st, CONV512_F16, dt, src, n, dst);
+    return BY_SOURCE(st, CONV512_BF16, dt, src, n, dst);
 }
 
 /* ======================================================================== */
@@ -454,19 +506,43 @@ AVX2 static void nf4_decode_256(const uint8_t *codes, const float *ap, size_t nb
     }
 }
 
-AVX2 static void f16_to_f32_256(const void *src, size_t n, float *dst) {
-    const uint8_t *p = src;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i))));
-    for (; i < n; i++) {
-        unsigned short h;
-        memcpy(&h, p + 2 * i, 2);
-        dst[i] = _cvtsh_ss(h);
+/* As st16: 8 values. */
+AVX2 INLINE int st8(gg_type dt, uint8_t *p, __m256 v) {
+    if (dt == GG_TYPE_F32) {
+        _mm256_storeu_ps((float *)p, v);
+        return 0;
     }
+    if (dt == GG_TYPE_F16) {
+        _mm_storeu_si128((__m128i *)p, _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+        __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
+        __m256 over = _mm256_and_ps(_mm256_cmp_ps(a, _mm256_set1_ps(65520.0f), _CMP_GE_OQ),
+                                    _mm256_cmp_ps(a, _mm256_set1_ps(INFINITY), _CMP_LT_OQ));
+        return _mm256_movemask_ps(over);
+    }
+    __m256i u = _mm256_castps_si256(v), hi = _mm256_srli_epi32(u, 16);
+    __m256i r = _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)),
+                                 _mm256_and_si256(hi, _mm256_set1_epi32(1)));
+    r = _mm256_srli_epi32(r, 16);
+    __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    r = _mm256_blendv_epi8(r, _mm256_or_si256(hi, _mm256_set1_epi32(0x40)), nan);
+    /* 8 x u32 (each <= 0xffff) -> 8 x u16 */
+    __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+    _mm_storeu_si128((__m128i *)p, w);
+    return 0;
+}
+
+AVX2 INLINE int convert_256_t(gg_type dt, gg_type st, const uint8_t *src, size_t n,
+                              uint8_t *dst) {
+    int over = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) over |= st8(dt, dst + i * ESIZE(dt), ld8(st, src + i * ESIZE(st)));
+    return over ? -1 : convert_tail(dt, st, src, i, n, dst);
 }
 
 #define ABSMAX256(ST, s, n, a) absmax_256_t(ST, s, n, a)
+#define CONV256_F32(ST, d, s, n, o) convert_256_t(GG_TYPE_F32, ST, s, n, o)
+#define CONV256_F16(ST, d, s, n, o) convert_256_t(GG_TYPE_F16, ST, s, n, o)
+#define CONV256_BF16(ST, d, s, n, o) convert_256_t(GG_TYPE_BF16, ST, s, n, o)
 #define Q8Q256(ST, s, n, q, d) q8_quantize_256_t(ST, s, n, q, d)
 #define NF4E256(ST, s, n, a, m, c) (nf4_encode_256_t(ST, s, n, a, m, c), 0)
 
@@ -480,17 +556,22 @@ AVX2 static void nf4_encode_256(gg_type st, const void *src, size_t nblk, const 
                                 const float mids[15], uint8_t *codes) {
     (void)BY_SOURCE(st, NF4E256, src, nblk, ap, mids, codes);
 }
+AVX2 static int convert_256(gg_type dt, gg_type st, const void *src, size_t n, void *dst) {
+    if (dt == GG_TYPE_F32) return BY_SOURCE(st, CONV256_F32, dt, src, n, dst);
+    if (dt == GG_TYPE_F16) return BY_SOURCE(st, CONV256_F16, dt, src, n, dst);
+    return BY_SOURCE(st, CONV256_BF16, dt, src, n, dst);
+}
 
 /* ======================================================================== */
 /* Run-time selection                                                        */
 
 static const gg_quant_kernels kernels_avx512 = {
     "avx512", absmax_512, q8_quantize_512, nf4_encode_512, q8_dequant_512, nf4_decode_512,
-    f16_to_f32_512,
+    convert_512,
 };
 static const gg_quant_kernels kernels_avx2 = {
     "avx2", absmax_256, q8_quantize_256, nf4_encode_256, q8_dequant_256, nf4_decode_256,
-    f16_to_f32_256,
+    convert_256,
 };
 
 /* F16C, from CPUID leaf 1 (not every compiler's __builtin_cpu_supports
@@ -500,17 +581,27 @@ static int have_f16c(void) {
     return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
 }
 
+/* The levels this CPU supports, as bits (1 << level), found once: CPUID is
+ * slow (it traps to the hypervisor in a VM) and gg_dequantize_rows may be
+ * called per row. Threads racing on the first call store the same value. */
+static int cpu_levels(void) {
+    static atomic_int cached = -1;
+    int v = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (v < 0) {
+        /* libgcc / compiler-rt initialize the feature data in a constructor */
+        int avx2 = __builtin_cpu_supports("avx2") && have_f16c();
+        int avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
+                     __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+        v = avx2 << GG_SIMD_AVX2 | avx512 << GG_SIMD_AVX512;
+        atomic_store_explicit(&cached, v, memory_order_relaxed);
+    }
+    return v;
+}
+
 const gg_quant_kernels *gg_quant_kernels_at(int level) {
-    __builtin_cpu_init();
-    if (level == GG_SIMD_AVX512)
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2") &&
-                       have_f16c()
-                   ? &kernels_avx512
-                   : NULL;
-    if (level == GG_SIMD_AVX2)
-        return __builtin_cpu_supports("avx2") && have_f16c() ? &kernels_avx2 : NULL;
-    return NULL;
+    if (level != GG_SIMD_AVX2 && level != GG_SIMD_AVX512) return NULL;
+    if (!(cpu_levels() >> level & 1)) return NULL;
+    return level == GG_SIMD_AVX512 ? &kernels_avx512 : &kernels_avx2;
 }
 
 #else /* not x86-64: no kernels, the fast paths are the scalar references */

@@ -17,14 +17,16 @@ expect_error() {
     [ ! -s "$T/out" ] || fail "'$*' printed on stdout"
 }
 
-"$BIN/ggconvert" --help | grep -q 'usage: ggconvert' || fail "ggconvert --help"
-"$BIN/gginfo" --help | grep -q 'usage: gginfo' || fail "gginfo --help"
-"$BIN/ggconvert" --version | grep -q '^ggconvert [0-9]' || fail "--version"
+# (Outputs go through files: `cmd | grep -q` can fail on SIGPIPE under pipefail.)
+has() { local pat=$1; shift; "$@" >"$T/o" || fail "'$*' failed"; grep -q -- "$pat" "$T/o" || fail "'$*' lacks '$pat'"; }
+has 'usage: ggconvert' "$BIN/ggconvert" --help
+has 'usage: gginfo' "$BIN/gginfo" --help
+has '^ggconvert [0-9]' "$BIN/ggconvert" --version
 
 "$BIN/ggconvert" -q -o "$T/m.gg" "$FIX/hf/qwen2-bias-tied" 2>"$T/log" || fail "convert: $(cat "$T/log")"
 grep -q 'ggconvert: wrote .* MB/s' "$T/log" || fail "final line missing: $(cat "$T/log")"
-"$BIN/gginfo" --verify "$T/m.gg" | grep -q '^verify: *ok' || fail "verify"
-"$BIN/gginfo" --tensors "$T/m.gg" | grep -q 'layers.1.attn.q.bias' || fail "--tensors"
+has '^verify: *ok' "$BIN/gginfo" --verify "$T/m.gg"
+has 'layers.1.attn.q.bias' "$BIN/gginfo" --tensors "$T/m.gg"
 "$BIN/ggconvert" -q -o "$T/l.gg" "$FIX/hf/llama3-gqa" 2>/dev/null || fail "convert llama3"
 "$BIN/gginfo" --json "$T/l.gg" >"$T/j"
 grep -q '"metadata"' "$T/j" && grep -q '"tensors"' "$T/j" && grep -q '"bits_per_weight"' "$T/j" || fail "--json keys"

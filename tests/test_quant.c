@@ -360,59 +360,96 @@ static void test_float_conversions(void) {
               strstr(e.msg, "element 0 (row 0, col 0)") && strstr(e.msg, "overflows f16"),
           "%s", e.msg);
 
-    /* Random conversions between the float types: fast == ref, values as
-     * specified, same type copied bit for bit (NaN payloads included). */
-    enum { N = 4099 };
-    float *f = malloc(N * sizeof *f);
-    for (int i = 0; i < N; i++) f[i] = (float)(rng_gauss() * 100);
-    f[7] = NAN;
-    f[8] = -INFINITY;
-    f[9] = f32_of(0x7f800123u);
+    /* Conversions between the float types of random values (Gaussian, any
+     * bit pattern, f16 and bf16 rounding ties), at every SIMD level: fast ==
+     * ref, values as specified, the same type copied bit for bit. Finite
+     * values that would overflow f16 are scaled down for an f16 target. */
+    enum { N = 4099 }; /* not a multiple of the vector width: tails too */
     for (int st = 0; st < 3; st++) {
-        void *base;
-        float *xs = malloc(N * sizeof *xs);
-        memcpy(xs, f, N * sizeof *xs);
-        const uint8_t *src = make_src((gg_type)st, xs, N, &base);
         for (int dt = 0; dt < 3; dt++) {
-            uint8_t *a = malloc(N * 4), *b = malloc(N * 4);
-            float *back = malloc(N * sizeof *back), *back_ref = malloc(N * sizeof *back);
+            float *xs = malloc(N * sizeof *xs);
+            for (int i = 0; i < N; i++) {
+                uint32_t r = (uint32_t)rng_u64();
+                switch (i % 4) {
+                case 0: xs[i] = (float)(rng_gauss() * 100); break;
+                case 1: xs[i] = f32_of(r); break;
+                case 2: xs[i] = f32_of(bits_of(gg_f16_to_f32((uint16_t)r)) | (r >> 16 & 0x1fff)); break;
+                default: xs[i] = f32_of((r & 0xffff0000u) | 0x8000); /* bf16 tie */
+                }
+                if (dt == GG_TYPE_F16 && isfinite(xs[i]) && fabsf(xs[i]) >= 65520.0f)
+                    xs[i] *= 0x1p-120f;
+            }
+            void *base;
+            const uint8_t *src = make_src((gg_type)st, xs, N, &base);
             size_t nbytes = N * esize((gg_type)dt);
-            CHECK(gg_quantize((gg_type)dt, a, (gg_type)st, src, 1, N, &e) == 0, "%s", e.msg);
+            uint8_t *a = malloc(nbytes), *b = malloc(nbytes);
+            float *back = malloc(N * sizeof *back), *back_ref = malloc(N * sizeof *back);
             CHECK(gg_quantize_ref((gg_type)dt, b, (gg_type)st, src, 1, N, &e) == 0, "%s", e.msg);
-            CHECK(memcmp(a, b, nbytes) == 0, "%d -> %d: fast != ref", st, dt);
-            if (st == dt) CHECK(memcmp(a, src, nbytes) == 0, "%d: not a copy", st);
-            int bad = 0;
+            if (st == dt) CHECK(memcmp(b, src, nbytes) == 0, "%d: not a copy", st);
+            CHECK(gg_dequantize_rows_ref(dt, b, N, 1, 3, N - 3, back_ref, &e) == 0, "%s", e.msg);
             for (int lv = 0; lv < nlevels; lv++) {
                 gg_quant_simd_cap(levels[lv]);
+                CHECK(gg_quantize((gg_type)dt, a, (gg_type)st, src, 1, N, &e) == 0, "%s", e.msg);
+                CHECK(memcmp(a, b, nbytes) == 0, "%s -> %s level %d: fast != ref",
+                      gg_type_name((gg_type)st), gg_type_name((gg_type)dt), levels[lv]);
                 CHECK(gg_dequantize_rows(dt, a, N, 1, 3, N - 3, back, &e) == 0, "%s", e.msg);
-                CHECK(gg_dequantize_rows_ref(dt, a, N, 1, 3, N - 3, back_ref, &e) == 0, "%s", e.msg);
-                CHECK(memcmp(back, back_ref, (N - 3) * sizeof *back) == 0, "deq %d level %d", dt,
-                      levels[lv]);
+                CHECK(memcmp(back, back_ref, (N - 3) * sizeof *back) == 0, "deq %s level %d",
+                      gg_type_name((gg_type)dt), levels[lv]);
             }
             gg_quant_simd_cap(GG_SIMD_AVX512);
+            int bad = 0;
             for (int i = 3; i < N && bad < 5; i++) {
                 float want = dt == GG_TYPE_F32   ? xs[i]
                              : dt == GG_TYPE_F16 ? gg_f16_to_f32(gg_f32_to_f16(xs[i]))
                                                  : gg_bf16_to_f32(gg_f32_to_bf16(xs[i]));
-                if (!(back[i - 3] == want || (isnan(want) && isnan(back[i - 3]))))
-                    FAIL_COUNT(bad, "%d -> %d: element %d: %g, want %g", st, dt, i, back[i - 3], want);
+                float got = back_ref[i - 3];
+                if (isnan(want) ? !isnan(got) : bits_of(got) != bits_of(want))
+                    FAIL_COUNT(bad, "%d -> %d: element %d: %a, want %a", st, dt, i, got, want);
             }
-            free(a), free(b), free(back), free(back_ref);
+            if (dt == GG_TYPE_F16 && st != GG_TYPE_F16) { /* overflow in a vector, in the tail */
+                for (int at = 0; at < 2; at++) {
+                    float *big = malloc(N * sizeof *big);
+                    memcpy(big, xs, N * sizeof *big);
+                    big[at ? N - 2 : 20] = -70000.0f;
+                    void *base2;
+                    const uint8_t *src2 = make_src((gg_type)st, big, N, &base2);
+                    gg_err e2;
+                    CHECK(gg_quantize_ref(GG_TYPE_F16, b, (gg_type)st, src2, 1, N, &e2) == -1 &&
+                              strstr(e2.msg, "overflows f16"),
+                          "%s", e2.msg);
+                    for (int lv = 0; lv < nlevels; lv++) {
+                        gg_quant_simd_cap(levels[lv]);
+                        CHECK(gg_quantize(GG_TYPE_F16, a, (gg_type)st, src2, 1, N, &e) == -1 &&
+                                  strcmp(e.msg, e2.msg) == 0,
+                              "level %d: %s", levels[lv], e.msg);
+                    }
+                    gg_quant_simd_cap(GG_SIMD_AVX512);
+                    free(base2), free(big);
+                }
+            }
+            free(a), free(b), free(back), free(back_ref), free(base), free(xs);
         }
-        free(base);
-        free(xs);
     }
-    free(f);
 
-    /* f16 dequantization of every pattern: fast (F16C) == reference. */
+    /* Every f16 and bf16 pattern dequantized, and converted to the other
+     * types (bf16 -> f16 only where it does not overflow): fast == ref. */
     uint16_t *all = malloc(65536 * 2);
     float *d1 = malloc(65536 * 4), *d2 = malloc(65536 * 4);
     for (uint32_t i = 0; i < 65536; i++) all[i] = (uint16_t)i;
     for (int lv = 0; lv < nlevels; lv++) {
         gg_quant_simd_cap(levels[lv]);
-        CHECK(gg_dequantize_rows(GG_TYPE_F16, all, 1024, 64, 0, 1024, d1, &e) == 0, "%s", e.msg);
-        CHECK(gg_dequantize_rows_ref(GG_TYPE_F16, all, 1024, 64, 0, 1024, d2, &e) == 0, "%s", e.msg);
-        CHECK(memcmp(d1, d2, 65536 * 4) == 0, "f16 patterns, level %d", levels[lv]);
+        for (gg_type st = GG_TYPE_F16; st <= GG_TYPE_BF16; st++) {
+            CHECK(gg_dequantize_rows(st, all, 1024, 64, 0, 1024, d1, &e) == 0, "%s", e.msg);
+            CHECK(gg_dequantize_rows_ref(st, all, 1024, 64, 0, 1024, d2, &e) == 0, "%s", e.msg);
+            CHECK(memcmp(d1, d2, 65536 * 4) == 0, "%s patterns, level %d", gg_type_name(st),
+                  levels[lv]);
+            gg_type dt = st == GG_TYPE_F16 ? GG_TYPE_BF16 : GG_TYPE_F16;
+            uint64_t n = st == GG_TYPE_F16 ? 65536 : 0x4780; /* bf16 below 65536 */
+            CHECK(gg_quantize(dt, d1, st, all, 1, n, &e) == 0, "%s", e.msg);
+            CHECK(gg_quantize_ref(dt, d2, st, all, 1, n, &e) == 0, "%s", e.msg);
+            CHECK(memcmp(d1, d2, n * 2) == 0, "%s patterns to %s, level %d", gg_type_name(st),
+                  gg_type_name(dt), levels[lv]);
+        }
     }
     gg_quant_simd_cap(GG_SIMD_AVX512);
     free(all), free(d1), free(d2);
@@ -694,16 +731,16 @@ static void test_edge_blocks(void) {
 /* NaN and infinities are rejected by q8 and nf4, naming the element; the
  * fast path gives the reference's message. */
 static void test_not_finite(void) {
-    enum { R = 3, C = 128, N = R * C };
+    enum { R = 4, C = 128, N = R * C };
     static const uint32_t bad_bits[] = {0x7fc00000u, 0x7f800000u, 0xff800000u, 0x7f800001u};
     gg_err e, e2;
     float *x = malloc(N * sizeof *x);
     uint8_t *q = malloc(gg_type_nbytes(GG_TYPE_Q8, R, C));
-    for (size_t k = 0; k < sizeof bad_bits / sizeof bad_bits[0]; k++) {
+    for (size_t k = 0; k < 2 * sizeof bad_bits / sizeof bad_bits[0]; k++) {
         for (int st = 0; st < 3; st++) {
             for (int i = 0; i < N; i++) x[i] = (float)rng_gauss();
-            x[2 * C + 70] = f32_of(bad_bits[k]);
-            x[2 * C + 100] = NAN; /* a later one is not the one reported */
+            x[2 * C + 70] = f32_of(bad_bits[k / 2]);
+            if (k & 1) x[3 * C + 5] = NAN; /* a later one, in another block, is not reported */
             void *base;
             const uint8_t *src = make_src((gg_type)st, x, N, &base);
             for (gg_type dt = GG_TYPE_Q8; dt <= GG_TYPE_NF4; dt++) {
@@ -712,7 +749,8 @@ static void test_not_finite(void) {
                     CHECK(gg_quantize(dt, q, (gg_type)st, src, R, C, &e) == -1 &&
                               strstr(e.msg, "not finite") &&
                               strstr(e.msg, "element 326 (row 2, col 70)"),
-                          "%s", e.msg);
+                          "%s from %s, %08x, level %d: %s", gg_type_name(dt),
+                          gg_type_name((gg_type)st), bad_bits[k / 2], levels[lv], e.msg);
                 }
                 gg_quant_simd_cap(GG_SIMD_AVX512);
                 CHECK(gg_quantize_ref(dt, q, (gg_type)st, src, R, C, &e2) == -1 &&
