@@ -60,6 +60,6 @@ row() { printf '| %-26s | %8.3f | %9s | %10s | %7.1f%% |\n' "$1" "$2" "$(mbps "$
 row "cat > /dev/null (raw read)" "$t_cat" "-"
 row "ggconvert -t nf4" "$t_nf4" "$((s_nf4 / 1000000))"
 row "ggconvert -t q8" "$t_q8" "$((s_q8 / 1000000))"
-[ -n "$shm" ] && row "ggconvert -t nf4 → tmpfs" "$t_nf4_shm" "$((s_nf4 / 1000000))"
+[ -n "$shm" ] && row "ggconvert -t nf4 -> tmpfs" "$t_nf4_shm" "$((s_nf4 / 1000000))"
 echo
 echo "goal: nf4 conversion >= 50% of the raw read rate (ratio column)"

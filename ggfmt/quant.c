@@ -10,12 +10,13 @@
  * without the kernels it simply is the reference.
  *
  * Floating point: every value is computed with one IEEE f32 operation per
- * step, as written. The one place where an FMA could change a result,
- * a'_b = (f32)q_b * s_g + mean, goes through nf4_aprime(), which rounds the
- * product on its own whatever the compiler's contraction setting. */
+ * step, as written (default rounding mode). The one place where an FMA could
+ * change a result, a'_b = (f32)q_b * s_g + mean, goes through nf4_aprime(),
+ * which rounds the product on its own whatever the compiler's contraction
+ * setting; any other implementation (e.g. a GPU dequantizer) must also
+ * compute it without fusing. */
 #include "ggfmt/quant.h"
 
-#include <limits.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -80,19 +81,17 @@ uint64_t gg_type_nbytes(gg_type t, uint64_t rows, uint64_t cols) {
     switch (t) {
     case GG_TYPE_F32:
     case GG_TYPE_F16:
-    case GG_TYPE_BF16:
-        return n > UINT64_MAX / float_size(t) ? 0 : n * float_size(t);
+    case GG_TYPE_BF16: return n > UINT64_MAX / float_size(t) ? 0 : n * float_size(t);
     case GG_TYPE_Q8:
-        if (cols % GG_Q8_BLOCK) return 0;
+        if (n == 0 || cols % GG_Q8_BLOCK) return 0;
         return n + 2 * (n / GG_Q8_BLOCK); /* <= 1.04 n: cannot overflow */
     case GG_TYPE_NF4: {
-        if (cols % GG_NF4_BLOCK) return 0;
+        if (n == 0 || cols % GG_NF4_BLOCK) return 0;
         uint64_t nb = n / GG_NF4_BLOCK, ng = (nb + GG_NF4_GROUP - 1) / GG_NF4_GROUP;
         uint64_t head = n / 2 + nb; /* <= 0.52 n: no overflow, nor in the rest */
         return ((head + 3) & ~(uint64_t)3) + 4 * ng + 4;
     }
-    default:
-        return 0;
+    default: return 0;
     }
 }
 
@@ -219,7 +218,8 @@ static int8_t round_clamp127(float v) {
 
 /* The 15 nf4 decision midpoints, (code[i] + code[i+1]) / 2 in f32. */
 static void nf4_midpoints(float mids[15]) {
-    for (int i = 0; i < 15; i++) mids[i] = (gg_nf4_codes[i] + gg_nf4_codes[i + 1]) / 2.0f;
+    for (int i = 0; i < 15; i++)
+        mids[i] = (gg_nf4_codes[i] + gg_nf4_codes[i + 1]) / 2.0f;
 }
 
 /* a'_b = (f32)q_b * s_g + mean: the product is rounded to f32 before the add
@@ -251,7 +251,8 @@ static nf4_layout nf4_layout_of(size_t n) {
  * padding into dst, and replace a[b] with a'_b. */
 static void nf4_double_quantize(const nf4_layout *L, float *a, uint8_t *dst) {
     double sum = 0;
-    for (size_t b = 0; b < L->nb; b++) sum += a[b];
+    for (size_t b = 0; b < L->nb; b++)
+        sum += a[b];
     float mean = (float)(sum / (double)L->nb);
     int8_t *qabs = (int8_t *)(dst + L->qabs);
     for (size_t g = 0; g < L->ng; g++) {
@@ -317,8 +318,8 @@ static int check_dequantize_args(gg_type t, const void *src, uint64_t rows, uint
     if (element_count(t, rows, cols, &n, err)) return -1;
     if (row0 > rows || nrows > rows - row0)
         return gg_errf(err, "%s: rows [%llu, %llu) are outside the tensor's %llu rows",
-                       type_names[t], (unsigned long long)row0,
-                       (unsigned long long)row0 + nrows, (unsigned long long)rows);
+                       type_names[t], (unsigned long long)row0, (unsigned long long)row0 + nrows,
+                       (unsigned long long)rows);
     if (n && nrows && (!src || !dst)) return gg_errf(err, "%s: NULL buffer", type_names[t]);
     return 0;
 }
@@ -368,7 +369,8 @@ static int q8_quantize_ref(uint8_t *dst, gg_type st, const uint8_t *src, size_t 
         }
         uint16_t dh = gg_f32_to_f16(amax / 127.0f);
         if ((dh & 0x7fff) == 0x7c00)
-            return gg_errf(err, "q8: block %llu (row %llu, col %llu) has absmax %.9g, too large "
+            return gg_errf(err,
+                           "q8: block %llu (row %llu, col %llu) has absmax %.9g, too large "
                            "for an f16 scale (absmax / 127 must round below 65520)",
                            (unsigned long long)b, (unsigned long long)(b * GG_Q8_BLOCK / cols),
                            (unsigned long long)(b * GG_Q8_BLOCK % cols), (double)amax);
@@ -407,7 +409,8 @@ static void nf4_encode_ref(gg_type st, const uint8_t *src, size_t nb, const floa
                 if (ap[b] != 0) {
                     float t = src_at(st, src, b * GG_NF4_BLOCK + j + k) / ap[b];
                     idx[k] = 0;
-                    for (int i = 0; i < 15; i++) idx[k] += t > mids[i];
+                    for (int i = 0; i < 15; i++)
+                        idx[k] += t > mids[i];
                 }
             }
             codes[(b * GG_NF4_BLOCK + j) / 2] = (uint8_t)(idx[0] << 4 | idx[1]);
@@ -449,8 +452,10 @@ static int quantize_with(const gg_quant_kernels *k, gg_type dt, void *dstv, gg_t
         }
     }
     nf4_double_quantize(&L, a, dst);
-    if (k) k->nf4_encode(st, src, L.nb, a, mids, dst);
-    else nf4_encode_ref(st, src, L.nb, a, mids, dst);
+    if (k)
+        k->nf4_encode(st, src, L.nb, a, mids, dst);
+    else
+        nf4_encode_ref(st, src, L.nb, a, mids, dst);
     free(a);
     return 0;
 }
@@ -468,7 +473,8 @@ static int dequantize_with(const gg_quant_kernels *k, gg_type t, const void *src
     case GG_TYPE_F16:
     case GG_TYPE_BF16:
         if (k) return k->convert(GG_TYPE_F32, t, src + 2 * i0, cnt, dst);
-        for (size_t i = 0; i < cnt; i++) dst[i] = src_at(t, src, i0 + i);
+        for (size_t i = 0; i < cnt; i++)
+            dst[i] = src_at(t, src, i0 + i);
         return 0;
     case GG_TYPE_Q8: {
         size_t n = (size_t)(rows * cols), b0 = i0 / GG_Q8_BLOCK, nblk = cnt / GG_Q8_BLOCK;
@@ -501,24 +507,22 @@ static int dequantize_with(const gg_quant_kernels *k, gg_type t, const void *src
             for (size_t b = 0; b < m; b++)
                 for (int j = 0; j < GG_NF4_BLOCK; j++) {
                     uint8_t byte = codes[b * GG_NF4_BLOCK / 2 + j / 2];
-                    out[b * GG_NF4_BLOCK + j] =
-                        gg_nf4_codes[j & 1 ? byte & 15 : byte >> 4] * ap[b];
+                    out[b * GG_NF4_BLOCK + j] = gg_nf4_codes[j & 1 ? byte & 15 : byte >> 4] * ap[b];
                 }
         }
         return 0;
     }
-    default:
-        return gg_errf(err, "invalid tensor type %d", (int)t);
+    default: return gg_errf(err, "invalid tensor type %d", (int)t);
     }
 }
 
-int gg_quantize_ref(gg_type dst_type, void *dst, gg_type src_type, const void *src,
-                    uint64_t rows, uint64_t cols, gg_err *err) {
+int gg_quantize_ref(gg_type dst_type, void *dst, gg_type src_type, const void *src, uint64_t rows,
+                    uint64_t cols, gg_err *err) {
     return quantize_with(NULL, dst_type, dst, src_type, src, rows, cols, err);
 }
 
-int gg_dequantize_rows_ref(gg_type t, const void *src, uint64_t rows, uint64_t cols,
-                           uint64_t row0, uint64_t nrows, float *dst, gg_err *err) {
+int gg_dequantize_rows_ref(gg_type t, const void *src, uint64_t rows, uint64_t cols, uint64_t row0,
+                           uint64_t nrows, float *dst, gg_err *err) {
     return dequantize_with(NULL, t, src, rows, cols, row0, nrows, dst, err);
 }
 

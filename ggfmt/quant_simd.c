@@ -8,15 +8,16 @@
  * scalar references.
  *
  * Every kernel produces exactly the bytes / floats of the scalar reference
- * in quant.c. That holds because each step is the same single IEEE
- * operation: f16 / bf16 -> f32 is exact (F16C, or a shift); max |x| is an
- * exact selection; x / d and x / a'_b are one correctly rounded division;
- * round-half-away-from-zero of |v| <= 127 is trunc(|v| + 0.49999997), which
- * equals roundf there (checked for every float); the nf4 index (count of midpoints
- * below t) is found by a 4-step binary search over the same sorted f32
- * midpoints with the same '>' comparison; and dequantization is one
- * multiplication. No multiply feeds an add anywhere, so FMA contraction
- * cannot change a result. */
+ * in quant.c, because each step is the same single IEEE operation (or an
+ * exact equivalent): f16 / bf16 -> f32 is exact (F16C, or a shift); f32 ->
+ * f16 is F16C's round-to-nearest-even, f32 -> bf16 the reference's integer
+ * rounding; max |x| is an exact selection; x / d and x / a'_b are one
+ * correctly rounded division; rounding to an int8 is the reference's
+ * trunc(min(|v|, 127) + 0.49999997) with v's sign; the nf4 index (the count
+ * of midpoints below t) is found with the same f32 midpoints and the same
+ * '>' comparison, by a binary search (AVX2) or a cell lookup (AVX-512, see
+ * nf4_index_512); dequantization is one multiplication. No multiply feeds an add, so FMA
+ * contraction cannot change a result. The a'_b of nf4 are computed by quant.c and passed in. */
 #include "ggfmt/quant.h"
 
 #include <math.h>
@@ -172,42 +173,58 @@ AVX512 INLINE int q8_quantize_512_t(gg_type st, const uint8_t *src, size_t nblk,
     return 0;
 }
 
-/* nf4 code indices of 16 values t: the number of midpoints below t, by a
- * binary search over the sorted midpoints m[0..14]. After the steps of 8, 4
- * and 2, j is a multiple of the next step s; the next threshold is m[j+s-1]
- * (t above it: j += s), read from a 16-entry table ts[j] = m[j+s-1]. */
-typedef struct nf4_tabs512 {
-    __m512 m7, t4, t2, t1;
-} nf4_tabs512;
+/* nf4 code indices of 16 values t: the number of midpoints below t. A cell
+ * c = floor(clamp(t, -1, 1) * 15.9) in [-16, 15] (its low 5 bits index
+ * 32-entry tables) gives base[c], the number of midpoints below the cell,
+ * and thr[c], the one midpoint inside it (+inf if none); the index is
+ * base[c] + (t > thr[c]), t itself (not the cell) deciding the comparison.
+ * That is exact however the cell value rounds: cells are 1/15.9 = 0.063
+ * wide, adjacent midpoints at least 0.085 apart, and each table entry is
+ * built for its cell widened by 1e-4 on both sides, far more than the
+ * rounding of clamp(t) * 15.9 can move a cell boundary. */
+#define NF4_CELLS 15.9f
 
-AVX512 INLINE void nf4_tabs512_init(nf4_tabs512 *T, const float *m) {
-    float t[3][16];
-    for (int s = 0; s < 3; s++) /* steps 4, 2, 1 */
-        for (int j = 0; j < 16; j++) {
-            int i = j + (4 >> s) - 1;
-            t[s][j] = i < 15 ? m[i] : 0;
+typedef struct nf4_cells512 {
+    __m512 thr_lo, thr_hi; /* cells 0..15, -16..-1 */
+    __m512i base_lo, base_hi;
+} nf4_cells512;
+
+AVX512 INLINE void nf4_cells512_init(nf4_cells512 *T, const float *m) {
+    float thr[32];
+    int32_t base[32];
+    for (int e = 0; e < 32; e++) {
+        int c = e < 16 ? e : e - 32;
+        double lo = c == -16 ? -INFINITY : c / (double)NF4_CELLS - 1e-4;
+        double hi = c == 15 ? INFINITY : (c + 1) / (double)NF4_CELLS + 1e-4;
+        base[e] = 0;
+        thr[e] = INFINITY;
+        for (int i = 0; i < 15; i++) {
+            if (m[i] < lo)
+                base[e]++;
+            else if (m[i] <= hi)
+                thr[e] = m[i];
         }
-    T->m7 = _mm512_set1_ps(m[7]);
-    T->t4 = _mm512_loadu_ps(t[0]);
-    T->t2 = _mm512_loadu_ps(t[1]);
-    T->t1 = _mm512_loadu_ps(t[2]);
+    }
+    T->thr_lo = _mm512_loadu_ps(thr);
+    T->thr_hi = _mm512_loadu_ps(thr + 16);
+    T->base_lo = _mm512_loadu_si512(base);
+    T->base_hi = _mm512_loadu_si512(base + 16);
 }
 
-AVX512 INLINE __m512i nf4_index_512(__m512 t, const nf4_tabs512 *T) {
-    __m512i j = _mm512_maskz_mov_epi32(_mm512_cmp_ps_mask(t, T->m7, _CMP_GT_OQ),
-                                       _mm512_set1_epi32(8));
-    __mmask16 gt = _mm512_cmp_ps_mask(t, _mm512_permutexvar_ps(j, T->t4), _CMP_GT_OQ);
-    j = _mm512_mask_add_epi32(j, gt, j, _mm512_set1_epi32(4));
-    gt = _mm512_cmp_ps_mask(t, _mm512_permutexvar_ps(j, T->t2), _CMP_GT_OQ);
-    j = _mm512_mask_add_epi32(j, gt, j, _mm512_set1_epi32(2));
-    gt = _mm512_cmp_ps_mask(t, _mm512_permutexvar_ps(j, T->t1), _CMP_GT_OQ);
-    return _mm512_mask_add_epi32(j, gt, j, _mm512_set1_epi32(1));
+AVX512 INLINE __m512i nf4_index_512(__m512 t, const nf4_cells512 *T) {
+    __m512 tc = _mm512_min_ps(_mm512_max_ps(t, _mm512_set1_ps(-1.0f)), _mm512_set1_ps(1.0f));
+    __m512i c = _mm512_cvt_roundps_epi32(_mm512_mul_ps(tc, _mm512_set1_ps(NF4_CELLS)),
+                                         _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    __m512 thr = _mm512_permutex2var_ps(T->thr_lo, c, T->thr_hi);
+    __m512i base = _mm512_permutex2var_epi32(T->base_lo, c, T->base_hi);
+    __mmask16 gt = _mm512_cmp_ps_mask(t, thr, _CMP_GT_OQ);
+    return _mm512_mask_add_epi32(base, gt, base, _mm512_set1_epi32(1));
 }
 
-AVX512 INLINE void nf4_encode_512_t(gg_type st, const uint8_t *src, size_t nblk,
-                                    const float *ap, const float *m, uint8_t *codes) {
-    nf4_tabs512 T;
-    nf4_tabs512_init(&T, m);
+AVX512 INLINE void nf4_encode_512_t(gg_type st, const uint8_t *src, size_t nblk, const float *ap,
+                                    const float *m, uint8_t *codes) {
+    nf4_cells512 T;
+    nf4_cells512_init(&T, m);
     const __m512i evens =
         _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     for (size_t b = 0; b < nblk; b++) {
@@ -239,7 +256,8 @@ AVX512 static void q8_dequant_512(const int8_t *q, const uint8_t *d, size_t nblk
         __m512 vd = _mm512_set1_ps(_cvtsh_ss(dh));
         UNROLL
         for (int k = 0; k < 4; k++) {
-            __m512i i = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + 64 * b + 16 * k)));
+            __m512i i =
+                _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + 64 * b + 16 * k)));
             _mm512_storeu_ps(dst + 64 * b + 16 * k, _mm512_mul_ps(_mm512_cvtepi32_ps(i), vd));
         }
     }
@@ -280,7 +298,8 @@ AVX512 INLINE __mmask16 st16(gg_type dt, uint8_t *p, __m512 v) {
     __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)),
                                  _mm512_and_si512(hi, _mm512_set1_epi32(1)));
     r = _mm512_srli_epi32(r, 16);
-    r = _mm512_mask_or_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), hi, _mm512_set1_epi32(0x40));
+    r = _mm512_mask_or_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), hi,
+                             _mm512_set1_epi32(0x40));
     _mm256_storeu_si256((__m256i *)p, _mm512_cvtepi32_epi16(r));
     return 0;
 }
@@ -289,7 +308,8 @@ AVX512 INLINE int convert_512_t(gg_type dt, gg_type st, const uint8_t *src, size
                                 uint8_t *dst) {
     __mmask16 over = 0;
     size_t i = 0;
-    for (; i + 16 <= n; i += 16) over |= st16(dt, dst + i * ESIZE(dt), ld16(st, src + i * ESIZE(st)));
+    for (; i + 16 <= n; i += 16)
+        over |= st16(dt, dst + i * ESIZE(dt), ld16(st, src + i * ESIZE(st)));
     return over ? -1 : convert_tail(dt, st, src, i, n, dst);
 }
 
@@ -303,8 +323,7 @@ AVX512 INLINE int convert_512_t(gg_type dt, gg_type st, const uint8_t *src, size
 AVX512 static int absmax_512(gg_type st, const void *src, size_t nblk, float *amax) {
     return BY_SOURCE(st, ABSMAX512, src, nblk, amax);
 }
-AVX512 static int q8_quantize_512(gg_type st, const void *src, size_t nblk, int8_t *q,
-                                  uint8_t *d) {
+AVX512 static int q8_quantize_512(gg_type st, const void *src, size_t nblk, int8_t *q, uint8_t *d) {
     return BY_SOURCE(st, Q8Q512, src, nblk, q, d);
 }
 AVX512 static void nf4_encode_512(gg_type st, const void *src, size_t nblk, const float *ap,
@@ -475,7 +494,8 @@ AVX2 static void q8_dequant_256(const int8_t *q, const uint8_t *d, size_t nblk, 
         __m256 vd = _mm256_set1_ps(_cvtsh_ss(dh));
         UNROLL
         for (int k = 0; k < 8; k++) {
-            __m256i i = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + 64 * b + 8 * k)));
+            __m256i i =
+                _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + 64 * b + 8 * k)));
             _mm256_storeu_ps(dst + 64 * b + 8 * k, _mm256_mul_ps(_mm256_cvtepi32_ps(i), vd));
         }
     }
@@ -531,11 +551,11 @@ AVX2 INLINE int st8(gg_type dt, uint8_t *p, __m256 v) {
     return 0;
 }
 
-AVX2 INLINE int convert_256_t(gg_type dt, gg_type st, const uint8_t *src, size_t n,
-                              uint8_t *dst) {
+AVX2 INLINE int convert_256_t(gg_type dt, gg_type st, const uint8_t *src, size_t n, uint8_t *dst) {
     int over = 0;
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) over |= st8(dt, dst + i * ESIZE(dt), ld8(st, src + i * ESIZE(st)));
+    for (; i + 8 <= n; i += 8)
+        over |= st8(dt, dst + i * ESIZE(dt), ld8(st, src + i * ESIZE(st)));
     return over ? -1 : convert_tail(dt, st, src, i, n, dst);
 }
 
@@ -566,12 +586,22 @@ AVX2 static int convert_256(gg_type dt, gg_type st, const void *src, size_t n, v
 /* Run-time selection                                                        */
 
 static const gg_quant_kernels kernels_avx512 = {
-    "avx512", absmax_512, q8_quantize_512, nf4_encode_512, q8_dequant_512, nf4_decode_512,
-    convert_512,
+    .name = "avx512",
+    .absmax = absmax_512,
+    .q8_quantize = q8_quantize_512,
+    .nf4_encode = nf4_encode_512,
+    .q8_dequant = q8_dequant_512,
+    .nf4_decode = nf4_decode_512,
+    .convert = convert_512,
 };
 static const gg_quant_kernels kernels_avx2 = {
-    "avx2", absmax_256, q8_quantize_256, nf4_encode_256, q8_dequant_256, nf4_decode_256,
-    convert_256,
+    .name = "avx2",
+    .absmax = absmax_256,
+    .q8_quantize = q8_quantize_256,
+    .nf4_encode = nf4_encode_256,
+    .q8_dequant = q8_dequant_256,
+    .nf4_decode = nf4_decode_256,
+    .convert = convert_256,
 };
 
 /* F16C, from CPUID leaf 1 (not every compiler's __builtin_cpu_supports

@@ -83,7 +83,8 @@ static float *make_weights(gg_type st, uint64_t rows, uint64_t cols) {
     float *x = malloc(n * sizeof *x);
     for (uint64_t r = 0; r < rows; r++) {
         double scale = exp(6.0 * rng_unit() - 3.0);
-        for (uint64_t c = 0; c < cols; c++) x[r * cols + c] = (float)(rng_gauss() * scale);
+        for (uint64_t c = 0; c < cols; c++)
+            x[r * cols + c] = (float)(rng_gauss() * scale);
     }
     size_t nb = n / 64;
     for (size_t b = 1; b < nb; b += 7) {
@@ -92,7 +93,8 @@ static float *make_weights(gg_type st, uint64_t rows, uint64_t cols) {
         case 0: memset(blk, 0, 64 * sizeof *blk); break;
         case 1: blk[rng_u64() % 64] = 3000.0f; break;
         case 2:
-            for (int j = 0; j < 64; j++) blk[j] = -fabsf(blk[j]);
+            for (int j = 0; j < 64; j++)
+                blk[j] = -fabsf(blk[j]);
             break;
         default:
             for (int j = 0; j < 64; j++)
@@ -152,6 +154,8 @@ static void test_nbytes(void) {
     CHECK(gg_type_nbytes(GG_TYPE_F32, 1ull << 62, 4) == 0, "overflow");
     CHECK(gg_type_nbytes(GG_TYPE_Q8, 1ull << 40, 1ull << 40) == 0, "overflow");
     CHECK(gg_type_nbytes(GG_TYPE_NF4, 10, 100) == 0, "cols 100");
+    CHECK(gg_type_nbytes(GG_TYPE_NF4, 0, 64) == 0 && gg_type_nbytes(GG_TYPE_Q8, 5, 0) == 0,
+          "empty");
     CHECK(gg_type_nbytes((gg_type)9, 10, 64) == 0, "bad type");
 
     double n = 4096.0 * 4096.0;
@@ -183,7 +187,8 @@ static void test_shapes(void) {
     CHECK(gg_type_check_shape(GG_TYPE_F32, 2, huge, &e) == -1 && strstr(e.msg, "overflow"), "%s",
           e.msg);
     CHECK(gg_type_check_shape((gg_type)7, 2, ok, &e) == -1 && strstr(e.msg, "type"), "%s", e.msg);
-    CHECK(gg_type_check_shape(GG_TYPE_F16, 5, f5, &e) == -1 && strstr(e.msg, "1 to 4"), "%s", e.msg);
+    CHECK(gg_type_check_shape(GG_TYPE_F16, 5, f5, &e) == -1 && strstr(e.msg, "1 to 4"), "%s",
+          e.msg);
     CHECK(gg_type_check_shape(GG_TYPE_F16, 0, f5, &e) == -1, "ndim 0");
     CHECK(gg_type_check_shape(GG_TYPE_Q8, 2, ok, &e) == 0, "%s", e.msg);
     CHECK(gg_type_check_shape(GG_TYPE_NF4, 2, ok, &e) == 0, "%s", e.msg);
@@ -260,10 +265,13 @@ static void test_bf16_exhaustive(void) {
 }
 
 static void test_f16_rounding(void) {
-    struct { float f; uint16_t h; } c[] = {
+    struct {
+        float f;
+        uint16_t h;
+    } c[] = {
         {1.0f, 0x3c00},
-        {1.0f + 0x1p-11f, 0x3c00},           /* tie -> even (down) */
-        {1.0f + 3 * 0x1p-11f, 0x3c02},       /* tie -> even (up) */
+        {1.0f + 0x1p-11f, 0x3c00},            /* tie -> even (down) */
+        {1.0f + 3 * 0x1p-11f, 0x3c02},        /* tie -> even (up) */
         {1.0f + 0x1p-11f + 0x1p-20f, 0x3c01}, /* just above the tie */
         {-1.0f - 0x1p-11f, 0xbc00},
         {65504.0f, 0x7bff},
@@ -272,11 +280,11 @@ static void test_f16_rounding(void) {
         {0x1p-24f, 0x0001}, /* smallest subnormal */
         {0x1p-25f, 0x0000}, /* tie -> even: zero */
         {0x1.000002p-25f, 0x0001},
-        {3 * 0x1p-25f, 0x0002},              /* tie between 1 and 2 ulp -> 2 */
-        {5 * 0x1p-25f, 0x0002},              /* tie between 2 and 3 ulp -> 2 */
-        {0x1p-14f - 0x1p-25f, 0x0400},       /* tie between 0x3ff and 0x400 -> 0x400 */
-        {0x1p-14f - 0x1p-24f, 0x03ff},       /* largest subnormal */
-        {0x1p-14f, 0x0400},                  /* smallest normal */
+        {3 * 0x1p-25f, 0x0002},        /* tie between 1 and 2 ulp -> 2 */
+        {5 * 0x1p-25f, 0x0002},        /* tie between 2 and 3 ulp -> 2 */
+        {0x1p-14f - 0x1p-25f, 0x0400}, /* tie between 0x3ff and 0x400 -> 0x400 */
+        {0x1p-14f - 0x1p-24f, 0x03ff}, /* largest subnormal */
+        {0x1p-14f, 0x0400},            /* smallest normal */
         {1e-30f, 0x0000},
         {-1e-30f, 0x8000},
         {-0.0f, 0x8000},
@@ -285,14 +293,17 @@ static void test_f16_rounding(void) {
         {1e10f, 0x7c00},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
-        CHECK(gg_f32_to_f16(c[i].f) == c[i].h, "%a -> %04x, want %04x", c[i].f, gg_f32_to_f16(c[i].f),
-              c[i].h);
+        CHECK(gg_f32_to_f16(c[i].f) == c[i].h, "%a -> %04x, want %04x", c[i].f,
+              gg_f32_to_f16(c[i].f), c[i].h);
     uint16_t n = gg_f32_to_f16(NAN);
     CHECK((n & 0x7c00) == 0x7c00 && (n & 0x200), "NaN -> %04x", n);
     n = gg_f32_to_f16(f32_of(0xff800001u)); /* signalling NaN, payload in the low bits only */
     CHECK((n & 0x7c00) == 0x7c00 && (n & 0x3ff) && (n & 0x8000), "sNaN -> %04x", n);
 
-    struct { float f; uint16_t h; } b[] = {
+    struct {
+        float f;
+        uint16_t h;
+    } b[] = {
         {1.0f, 0x3f80},
         {1.0f + 0x1p-8f, 0x3f80},     /* tie -> even */
         {1.0f + 3 * 0x1p-8f, 0x3f82}, /* tie -> even (up) */
@@ -317,7 +328,7 @@ static uint16_t f16_by_double(float f) {
     uint16_t s = signbit(f) ? 0x8000 : 0;
     if (a >= 65520.0) return s | 0x7c00;
     int e;
-    frexp(a, &e); /* a = m * 2^e, m in [0.5, 1) */
+    frexp(a, &e);                                   /* a = m * 2^e, m in [0.5, 1) */
     int ulp_exp = (e - 1 < -14 ? -14 : e - 1) - 10; /* ulp of the f16 binade */
     double k = a / ldexp(1, ulp_exp);               /* exact: a power-of-2 scale */
     double r = nearbyint(k);                        /* round to nearest even */
@@ -349,7 +360,8 @@ static void test_float_conversions(void) {
               strstr(e.msg, "70000"),
           "%s", e.msg);
     x[5] = 65519.0f; /* rounds to 65504: fine */
-    CHECK(gg_quantize(GG_TYPE_F16, h, GG_TYPE_F32, x, 2, 3, &e) == 0 && h[5] == 0x7bff, "%s", e.msg);
+    CHECK(gg_quantize(GG_TYPE_F16, h, GG_TYPE_F32, x, 2, 3, &e) == 0 && h[5] == 0x7bff, "%s",
+          e.msg);
     x[5] = INFINITY; /* not an overflow: infinities and NaN carry over */
     x[4] = NAN;
     CHECK(gg_quantize(GG_TYPE_F16, h, GG_TYPE_F32, x, 2, 3, &e) == 0 && h[5] == 0x7c00 &&
@@ -373,7 +385,9 @@ static void test_float_conversions(void) {
                 switch (i % 4) {
                 case 0: xs[i] = (float)(rng_gauss() * 100); break;
                 case 1: xs[i] = f32_of(r); break;
-                case 2: xs[i] = f32_of(bits_of(gg_f16_to_f32((uint16_t)r)) | (r >> 16 & 0x1fff)); break;
+                case 2:
+                    xs[i] = f32_of(bits_of(gg_f16_to_f32((uint16_t)r)) | (r >> 16 & 0x1fff));
+                    break;
                 default: xs[i] = f32_of((r & 0xffff0000u) | 0x8000); /* bf16 tie */
                 }
                 if (dt == GG_TYPE_F16 && isfinite(xs[i]) && fabsf(xs[i]) >= 65520.0f)
@@ -407,10 +421,14 @@ static void test_float_conversions(void) {
                     FAIL_COUNT(bad, "%d -> %d: element %d: %a, want %a", st, dt, i, got, want);
             }
             if (dt == GG_TYPE_F16 && st != GG_TYPE_F16) { /* overflow in a vector, in the tail */
-                for (int at = 0; at < 2; at++) {
+                static const struct {
+                    int at;
+                    float v;
+                } over[] = {{20, 65520.0f}, {37, -65520.0f}, {N - 2, -70000.0f}, {N - 1, 65520.0f}};
+                for (int k = 0; k < 4; k++) {
                     float *big = malloc(N * sizeof *big);
                     memcpy(big, xs, N * sizeof *big);
-                    big[at ? N - 2 : 20] = -70000.0f;
+                    big[over[k].at] = over[k].v;
                     void *base2;
                     const uint8_t *src2 = make_src((gg_type)st, big, N, &base2);
                     gg_err e2;
@@ -435,7 +453,8 @@ static void test_float_conversions(void) {
      * types (bf16 -> f16 only where it does not overflow): fast == ref. */
     uint16_t *all = malloc(65536 * 2);
     float *d1 = malloc(65536 * 4), *d2 = malloc(65536 * 4);
-    for (uint32_t i = 0; i < 65536; i++) all[i] = (uint16_t)i;
+    for (uint32_t i = 0; i < 65536; i++)
+        all[i] = (uint16_t)i;
     for (int lv = 0; lv < nlevels; lv++) {
         gg_quant_simd_cap(levels[lv]);
         for (gg_type st = GG_TYPE_F16; st <= GG_TYPE_BF16; st++) {
@@ -481,7 +500,8 @@ static int nf4_check_nearest(const uint8_t *t, const float *deq, const float *x,
                              uint64_t cols) {
     size_t n = rows * cols;
     float mids[15];
-    for (int i = 0; i < 15; i++) mids[i] = (gg_nf4_codes[i] + gg_nf4_codes[i + 1]) / 2.0f;
+    for (int i = 0; i < 15; i++)
+        mids[i] = (gg_nf4_codes[i] + gg_nf4_codes[i + 1]) / 2.0f;
     int bad = 0;
     for (size_t i = 0; i < n && bad < 5; i++) {
         float ap = nf4_aprime_of(t, rows, cols, i / 64);
@@ -496,14 +516,15 @@ static int nf4_check_nearest(const uint8_t *t, const float *deq, const float *x,
             if (idx != want) {
                 int near_mid = 0;
                 for (int k = 0; k < 15; k++)
-                    if (fabsf(tq - mids[k]) <= 2 * (nextafterf(fabsf(mids[k]), INFINITY) - fabsf(mids[k])))
+                    if (fabsf(tq - mids[k]) <=
+                        2 * (nextafterf(fabsf(mids[k]), INFINITY) - fabsf(mids[k])))
                         near_mid = 1;
                 if (near_mid) want = idx;
             }
         }
         if (idx != want || deq[i] != gg_nf4_codes[idx] * ap)
             FAIL_COUNT(bad, "element %zu: x %.9g a' %.9g: index %u (want %u), decoded %.9g", i,
-                         x[i], ap, idx, want, deq[i]);
+                       x[i], ap, idx, want, deq[i]);
     }
     return bad;
 }
@@ -525,7 +546,8 @@ static void test_fast_equals_ref(void) {
                 size_t nbytes = gg_type_nbytes(dt, rows, cols);
                 uint8_t *ref = malloc(nbytes + 1), *fast = malloc(nbytes + 1);
                 float *dref = malloc(n * sizeof *dref), *dfast = malloc(n * sizeof *dfast);
-                REQUIRE(gg_quantize_ref(dt, ref, (gg_type)st, src, rows, cols, &e) == 0, "%s", e.msg);
+                REQUIRE(gg_quantize_ref(dt, ref, (gg_type)st, src, rows, cols, &e) == 0, "%s",
+                        e.msg);
                 REQUIRE(gg_dequantize_rows_ref(dt, ref, rows, cols, 0, rows, dref, &e) == 0, "%s",
                         e.msg);
                 uint64_t r0 = rows / 3, nr = rows - r0 > 2 ? rows - r0 - 1 : rows - r0;
@@ -553,7 +575,8 @@ static void test_fast_equals_ref(void) {
                 if (dt == GG_TYPE_NF4) {
                     CHECK(nf4_check_nearest(ref, dref, x, rows, cols) == 0, "nearest");
                     size_t P = (n / 2 + n / 64 + 3) & ~(size_t)3;
-                    for (size_t p = n / 2 + n / 64; p < P; p++) CHECK(ref[p] == 0, "padding %zu", p);
+                    for (size_t p = n / 2 + n / 64; p < P; p++)
+                        CHECK(ref[p] == 0, "padding %zu", p);
                 } else {
                     /* q8: |error| <= d/2 (the value is inside +-127 d) */
                     int bad = 0;
@@ -562,7 +585,8 @@ static void test_fast_equals_ref(void) {
                         memcpy(&dh, ref + n + 2 * (i / 64), 2);
                         float d = gg_f16_to_f32(dh);
                         if (fabsf(x[i]) <= 127 * d && !(fabsf(dref[i] - x[i]) <= d / 2 * 1.0001f))
-                            FAIL_COUNT(bad, "q8 element %zu: %.9g -> %.9g (d %g)", i, x[i], dref[i], d);
+                            FAIL_COUNT(bad, "q8 element %zu: %.9g -> %.9g (d %g)", i, x[i], dref[i],
+                                       d);
                     }
                 }
                 free(ref), free(fast), free(dref), free(dfast);
@@ -582,8 +606,9 @@ static void test_q8_hand(void) {
     for (int lv = 0; lv < nlevels; lv++) {
         gg_quant_simd_cap(levels[lv]);
         CHECK(gg_quantize(GG_TYPE_Q8, out, GG_TYPE_F32, x, 1, 64, &e) == 0, "%s", e.msg);
-        CHECK(memcmp(out, want, 64) == 0 && out[64] == 0x00 && out[65] == 0x3c, "level %d: %d %d %d %d",
-              levels[lv], (int8_t)out[1], (int8_t)out[2], (int8_t)out[3], (int8_t)out[6]);
+        CHECK(memcmp(out, want, 64) == 0 && out[64] == 0x00 && out[65] == 0x3c,
+              "level %d: %d %d %d %d", levels[lv], (int8_t)out[1], (int8_t)out[2], (int8_t)out[3],
+              (int8_t)out[6]);
     }
     gg_quant_simd_cap(GG_SIMD_AVX512);
     CHECK(gg_quantize_ref(GG_TYPE_Q8, out2, GG_TYPE_F32, x, 1, 64, &e) == 0 &&
@@ -591,7 +616,8 @@ static void test_q8_hand(void) {
           "ref");
     /* A scale that overflows f16 is an error. */
     x[0] = 1e7f;
-    CHECK(gg_quantize(GG_TYPE_Q8, out, GG_TYPE_F32, x, 1, 64, &e) == -1 && strstr(e.msg, "too large"),
+    CHECK(gg_quantize(GG_TYPE_Q8, out, GG_TYPE_F32, x, 1, 64, &e) == -1 &&
+              strstr(e.msg, "too large"),
           "%s", e.msg);
 }
 
@@ -617,9 +643,12 @@ static void test_q8_rounding_sweep(void) {
         }
     size_t rows = (cnt + PER - 1) / PER, n = rows * 64;
     float *x = calloc(n, sizeof *x);
-    for (size_t i = 0; i < cnt; i++) x[(i / PER) * 64 + 1 + i % PER] = v[i];
-    for (size_t r = 0; r < rows; r++) x[r * 64] = 127.0f;
-    uint8_t *ref = malloc(gg_type_nbytes(GG_TYPE_Q8, rows, 64)), *fast = malloc(gg_type_nbytes(GG_TYPE_Q8, rows, 64));
+    for (size_t i = 0; i < cnt; i++)
+        x[(i / PER) * 64 + 1 + i % PER] = v[i];
+    for (size_t r = 0; r < rows; r++)
+        x[r * 64] = 127.0f;
+    uint8_t *ref = malloc(gg_type_nbytes(GG_TYPE_Q8, rows, 64)),
+            *fast = malloc(gg_type_nbytes(GG_TYPE_Q8, rows, 64));
     gg_err e;
     REQUIRE(gg_quantize_ref(GG_TYPE_Q8, ref, GG_TYPE_F32, x, rows, 64, &e) == 0, "%s", e.msg);
     int bad = 0;
@@ -639,7 +668,8 @@ static void test_q8_rounding_sweep(void) {
  * float up the upper one. */
 static void test_nf4_midpoints(void) {
     float x[128], mids[15];
-    for (int i = 0; i < 15; i++) mids[i] = (gg_nf4_codes[i] + gg_nf4_codes[i + 1]) / 2.0f;
+    for (int i = 0; i < 15; i++)
+        mids[i] = (gg_nf4_codes[i] + gg_nf4_codes[i + 1]) / 2.0f;
     x[0] = 1.0f, x[1] = -1.0f, x[64] = -1.0f, x[65] = 0.0f;
     for (int i = 0; i < 15; i++) {
         x[2 + i] = mids[i];
@@ -647,8 +677,10 @@ static void test_nf4_midpoints(void) {
         x[32 + i] = nextafterf(mids[i], -INFINITY);
         x[66 + i] = gg_nf4_codes[i];
     }
-    for (int i = 47; i < 64; i++) x[i] = 0.25f;
-    for (int i = 81; i < 128; i++) x[i] = -0.0f;
+    for (int i = 47; i < 64; i++)
+        x[i] = 0.25f;
+    for (int i = 81; i < 128; i++)
+        x[i] = -0.0f;
     uint8_t out[128];
     float deq[128];
     gg_err e;
@@ -670,9 +702,58 @@ static void test_nf4_midpoints(void) {
         }
         CHECK(nf4_index_of(out, 65) == 7 && nf4_index_of(out, 100) == 7, "zero");
         REQUIRE(gg_dequantize_rows(GG_TYPE_NF4, out, 2, 64, 0, 2, deq, &e) == 0, "%s", e.msg);
-        for (int i = 0; i < 15; i++) CHECK(deq[66 + i] == gg_nf4_codes[i], "code %d back", i);
+        for (int i = 0; i < 15; i++)
+            CHECK(deq[66 + i] == gg_nf4_codes[i], "code %d back", i);
     }
     gg_quant_simd_cap(GG_SIMD_AVX512);
+}
+
+/* The nf4 index of t = x (every block has absmax 1, so a' = 1) for 2^20
+ * evenly spaced x in [-1, 1] and the 128 floats around every midpoint and
+ * around every multiple of 1/15.9 (the AVX-512 kernel's cell boundaries):
+ * fast == reference at every level. */
+static void test_nf4_index_sweep(void) {
+    enum { PER = 63 };
+    float mids[15];
+    for (int i = 0; i < 15; i++)
+        mids[i] = (gg_nf4_codes[i] + gg_nf4_codes[i + 1]) / 2.0f;
+    size_t cap = (1u << 20) + 1 + (15 + 33) * 128, cnt = 0;
+    float *v = malloc(cap * sizeof *v);
+    for (uint32_t k = 0; k <= 1u << 20; k++)
+        v[cnt++] = -1.0f + (float)k * 0x1p-19f;
+    for (int c = 0; c < 15 + 33; c++) {
+        float center = c < 15 ? mids[c] : (float)(c - 15 - 16) / 15.9f;
+        for (int o = -64; o < 64; o++) {
+            float f = f32_of((uint32_t)((int64_t)bits_of(center) + o));
+            if (center == 0) f = o < 0 ? -f32_of((uint32_t)-o) : f32_of((uint32_t)o);
+            if (fabsf(f) <= 1) v[cnt++] = f;
+        }
+    }
+    size_t rows = (cnt + PER - 1) / PER, n = rows * 64;
+    float *x = calloc(n, sizeof *x);
+    for (size_t i = 0; i < cnt; i++)
+        x[(i / PER) * 64 + 1 + i % PER] = v[i];
+    for (size_t r = 0; r < rows; r++)
+        x[r * 64] = 1.0f;
+    size_t nbytes = gg_type_nbytes(GG_TYPE_NF4, rows, 64);
+    uint8_t *ref = malloc(nbytes), *fast = malloc(nbytes);
+    gg_err e;
+    REQUIRE(gg_quantize_ref(GG_TYPE_NF4, ref, GG_TYPE_F32, x, rows, 64, &e) == 0, "%s", e.msg);
+    int bad = 0;
+    for (size_t i = 0; i < n && bad < 5; i++) {
+        unsigned want = 0;
+        for (int k = 0; k < 15; k++)
+            want += x[i] > mids[k];
+        if (nf4_index_of(ref, i) != want)
+            FAIL_COUNT(bad, "%a: index %u, want %u", x[i], nf4_index_of(ref, i), want);
+    }
+    for (int lv = 0; lv < nlevels; lv++) {
+        gg_quant_simd_cap(levels[lv]);
+        REQUIRE(gg_quantize(GG_TYPE_NF4, fast, GG_TYPE_F32, x, rows, 64, &e) == 0, "%s", e.msg);
+        CHECK(memcmp(ref, fast, nbytes) == 0, "level %d", levels[lv]);
+    }
+    gg_quant_simd_cap(GG_SIMD_AVX512);
+    free(v), free(x), free(ref), free(fast);
 }
 
 /* Edge blocks: all zeros, one huge value, negative only, denormals; and
@@ -686,18 +767,23 @@ static void test_edge_blocks(void) {
     uint8_t *q = malloc(gg_type_nbytes(GG_TYPE_NF4, R, C) + gg_type_nbytes(GG_TYPE_Q8, R, C));
     gg_err e;
     for (int huge = 0; huge < 2; huge++) {
-        for (int i = 0; i < N; i++) x[i] = (float)rng_gauss();
+        for (int i = 0; i < N; i++)
+            x[i] = (float)rng_gauss();
         memset(x + 64, 0, 64 * sizeof *x); /* block 1: zeros */
         if (huge) x[128 + 5] = 1e4f;       /* block 2: one huge value */
-        for (int j = 0; j < 64; j++) x[192 + j] = -fabsf(x[192 + j]) - 0.01f; /* block 3 */
-        for (int j = 0; j < 64; j++) x[256 + j] = (float)(rng_gauss() * 1e-40); /* block 4 */
+        for (int j = 0; j < 64; j++)
+            x[192 + j] = -fabsf(x[192 + j]) - 0.01f; /* block 3 */
+        for (int j = 0; j < 64; j++)
+            x[256 + j] = (float)(rng_gauss() * 1e-40); /* block 4 */
         float amin = 0;
-        for (int j = 0; j < 64; j++) amin = fminf(amin, x[192 + j]);
+        for (int j = 0; j < 64; j++)
+            amin = fminf(amin, x[192 + j]);
         for (gg_type dt = GG_TYPE_Q8; dt <= GG_TYPE_NF4; dt++) {
             const char *tn = gg_type_name(dt);
             REQUIRE(gg_quantize(dt, q, GG_TYPE_F32, x, R, C, &e) == 0, "%s", e.msg);
             REQUIRE(gg_dequantize_rows(dt, q, R, C, 0, R, deq, &e) == 0, "%s", e.msg);
-            for (int j = 0; j < 64; j++) CHECK(deq[64 + j] == 0, "%s zero block %d: %g", tn, j, deq[64 + j]);
+            for (int j = 0; j < 64; j++)
+                CHECK(deq[64 + j] == 0, "%s zero block %d: %g", tn, j, deq[64 + j]);
             if (huge) CHECK(fabsf(deq[133] - 1e4f) < 1e4f * 0.005f, "%s huge: %g", tn, deq[133]);
             for (int j = 0; j < 64; j++) {
                 CHECK(deq[192 + j] <= 0, "%s negative block %d: %g", tn, j, deq[192 + j]);
@@ -710,13 +796,15 @@ static void test_edge_blocks(void) {
             if (dt == GG_TYPE_NF4) CHECK(nf4_check_nearest(q, deq, x, R, C) == 0, "nearest");
         }
     }
-    for (int i = 0; i < N; i++) x[i] = (float)(rng_gauss() * 1e-39);
+    for (int i = 0; i < N; i++)
+        x[i] = (float)(rng_gauss() * 1e-39);
     for (int pass = 0; pass < 2; pass++) { /* denormals only, then zeros only */
         for (gg_type dt = GG_TYPE_Q8; dt <= GG_TYPE_NF4; dt++) {
             uint8_t *r = malloc(gg_type_nbytes(dt, R, C));
             REQUIRE(gg_quantize(dt, q, GG_TYPE_F32, x, R, C, &e) == 0, "%s", e.msg);
             REQUIRE(gg_quantize_ref(dt, r, GG_TYPE_F32, x, R, C, &e) == 0, "%s", e.msg);
-            CHECK(memcmp(q, r, gg_type_nbytes(dt, R, C)) == 0, "%s pass %d", gg_type_name(dt), pass);
+            CHECK(memcmp(q, r, gg_type_nbytes(dt, R, C)) == 0, "%s pass %d", gg_type_name(dt),
+                  pass);
             REQUIRE(gg_dequantize_rows(dt, q, R, C, 0, R, deq, &e) == 0, "%s", e.msg);
             if (dt == GG_TYPE_NF4) CHECK(nf4_check_nearest(q, deq, x, R, C) == 0, "nearest");
             for (int i = 0; i < N; i++)
@@ -738,7 +826,8 @@ static void test_not_finite(void) {
     uint8_t *q = malloc(gg_type_nbytes(GG_TYPE_Q8, R, C));
     for (size_t k = 0; k < 2 * sizeof bad_bits / sizeof bad_bits[0]; k++) {
         for (int st = 0; st < 3; st++) {
-            for (int i = 0; i < N; i++) x[i] = (float)rng_gauss();
+            for (int i = 0; i < N; i++)
+                x[i] = (float)rng_gauss();
             x[2 * C + 70] = f32_of(bad_bits[k / 2]);
             if (k & 1) x[3 * C + 5] = NAN; /* a later one, in another block, is not reported */
             void *base;
@@ -782,7 +871,8 @@ static void test_error_gaussian(void) {
     size_t n = (size_t)R * C;
     rng_seed(12345);
     float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
-    for (size_t i = 0; i < n; i++) x[i] = (float)rng_gauss();
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)rng_gauss();
     uint8_t *q = malloc(gg_type_nbytes(GG_TYPE_NF4, R, C) + gg_type_nbytes(GG_TYPE_Q8, R, C));
     gg_err e;
 
@@ -796,14 +886,17 @@ static void test_error_gaussian(void) {
 
     /* nf4 with the exact block absmax (no double quantization). */
     float mids[15];
-    for (int i = 0; i < 15; i++) mids[i] = (gg_nf4_codes[i] + gg_nf4_codes[i + 1]) / 2.0f;
+    for (int i = 0; i < 15; i++)
+        mids[i] = (gg_nf4_codes[i] + gg_nf4_codes[i + 1]) / 2.0f;
     for (size_t b = 0; b < n / 64; b++) {
         float a = 0;
-        for (int j = 0; j < 64; j++) a = fmaxf(a, fabsf(x[64 * b + j]));
+        for (int j = 0; j < 64; j++)
+            a = fmaxf(a, fabsf(x[64 * b + j]));
         for (int j = 0; j < 64; j++) {
             float t = x[64 * b + j] / a;
             int idx = 0;
-            for (int k = 0; k < 15; k++) idx += t > mids[k];
+            for (int k = 0; k < 15; k++)
+                idx += t > mids[k];
             y[64 * b + j] = gg_nf4_codes[idx] * a;
         }
     }
@@ -831,6 +924,7 @@ int main(void) {
     RUN(test_q8_hand);
     RUN(test_q8_rounding_sweep);
     RUN(test_nf4_midpoints);
+    RUN(test_nf4_index_sweep);
     RUN(test_edge_blocks);
     RUN(test_not_finite);
     RUN(test_fast_equals_ref);
