@@ -1,7 +1,6 @@
-# gg — build. `make` builds the CPU tools into ./bin; `make CUDA=1` also
-# builds the CUDA backend; `make test` builds and runs the test suite;
-# (CUDA defaults to 1 when nvcc is found)
-# `make test SANITIZE=1` does the same under ASan/UBSan (in build/san);
+# gg — build. `make` builds the CPU tools into ./bin (and the CUDA backend
+# when nvcc is found; `make CUDA=1` / `CUDA=0` force it); `make test` builds
+# and runs the test suite; `make test SANITIZE=1` does the same under ASan/UBSan (in build/san);
 # `make fuzz` runs each fuzz harness for FUZZ_SECONDS; `make deps` installs
 # the Debian packages the build needs; `make demo` runs the end-to-end demo.
 
