@@ -2,6 +2,7 @@
  * to one line of stdout, exactly as Hugging Face `tokenizers` does.
  *
  *   ggtok -m SRC [--jsonl] [--no-special] [--decode] [--skip-special] [--threads N] [-v]
+ *   ggtok -m SRC --chat [--template NAME|FILE] [--add-generation-prompt]
  *
  * SRC is a .gg model (its stored tokenizer.json / tokenizer_config.json), an
  * HF folder or a tokenizer.json file.
@@ -28,6 +29,11 @@
  * (the post-processor's BOS/EOS) unless --no-special; decoding keeps them
  * unless --skip-special (HF's skip_special_tokens).
  *
+ * --chat: each line {"messages": [{"role","content"}...]} is rendered with
+ * the chat template (the model's, or --template) and encoded without added
+ * special tokens (as apply_chat_template does); "messages" is replaced by
+ * "text" (the prompt) and "ids".
+ *
  * --threads N processes N lines at a time (output order is input order).
  * -v prints a summary on stderr: lines, tokens, seconds, tokens/s.
  * Output is block-buffered unless stdout is a terminal.
@@ -47,6 +53,7 @@
 
 #include "ggfmt/ggfmt.h"
 #include "ggfmt/utf8.h"
+#include "models/chat.h"
 #include "models/tokenizer.h"
 #include "tools/common.h"
 
@@ -57,6 +64,8 @@ enum { BATCH_LINES = 4096, BATCH_BYTES = 8 << 20 };
 typedef struct ctx {
     const gg_tokenizer *tok;
     int jsonl, special, decode, skip_special;
+    int chat, gen_prompt;   /* --chat, --add-generation-prompt */
+    const char *template_src; /* --chat: Jinja source */
 } ctx;
 
 /* One input line and what it became: out (ending in '\n') or err. */
@@ -410,8 +419,87 @@ static void do_jsonl(const ctx *c, line *l) {
     set_out(l, &b);
 }
 
+/* --chat: {"messages": [{"role","content"}...], "add_generation_prompt"?}
+ * → the rendered prompt as "text" and its ids as "ids" (encoded without
+ * adding special tokens, as HF's apply_chat_template does: the template
+ * writes them). */
+static void do_chat(const ctx *c, line *l) {
+    buf b = {0};
+    if (is_blank(l->in, l->inlen)) {
+        buf_put(&b, "\n", 1);
+        set_out(l, &b);
+        return;
+    }
+    json_error_t je;
+    json_t *obj = json_loadb(l->in, l->inlen, JSONL_FLAGS, &je);
+    if (!obj || !json_is_object(obj)) {
+        if (obj) json_decref(obj);
+        set_err(l, obj ? "expected a JSON object" : "bad JSON at column %d: %s", je.column, je.text);
+        return;
+    }
+    json_t *m = json_object_get(obj, "messages");
+    size_t n = json_is_array(m) ? json_array_size(m) : 0;
+    if (!json_is_array(m)) {
+        json_decref(obj);
+        set_err(l, m ? "\"messages\" is not an array" : "no \"messages\" field");
+        return;
+    }
+    gg_chat_msg *msgs = xrealloc(NULL, (n ? n : 1) * sizeof *msgs);
+    for (size_t i = 0; i < n; i++) {
+        json_t *mi = json_array_get(m, i), *r = json_object_get(mi, "role"), *t = json_object_get(mi, "content");
+        if (!json_is_string(r) || !json_is_string(t)) {
+            free(msgs);
+            json_decref(obj);
+            set_err(l, "messages[%zu] needs string \"role\" and \"content\"", i);
+            return;
+        }
+        msgs[i] = (gg_chat_msg){json_string_value(r), json_string_value(t)};
+    }
+    json_t *g = json_object_get(obj, "add_generation_prompt");
+    gg_chat_opts o = {.add_generation_prompt = g ? json_is_true(g) : c->gen_prompt,
+                      .bos_token = gg_tokenizer_bos_token(c->tok),
+                      .eos_token = gg_tokenizer_eos_token(c->tok)};
+    char *text = NULL;
+    size_t tlen = 0;
+    gg_err e;
+    int rc = gg_chat_render(c->template_src, msgs, n, &o, &text, &tlen, &e);
+    free(msgs);
+    if (rc) {
+        json_decref(obj);
+        set_err(l, "%s", e.msg);
+        return;
+    }
+    int32_t *ids = NULL;
+    size_t nid = 0;
+    if (gg_tokenizer_encode(c->tok, text, tlen, 0, &ids, &nid, &e)) {
+        free(text);
+        json_decref(obj);
+        set_err(l, "%s", e.msg);
+        return;
+    }
+    /* "text":"...","ids":[...] in the place of "messages". */
+    buf val = {0};
+    put_json_string(&val, text, tlen);
+    buf_put(&val, ",\"ids\":[", 8);
+    for (size_t i = 0; i < nid; i++) {
+        if (i) buf_put(&val, ",", 1);
+        put_id(&val, ids[i]);
+    }
+    buf_put(&val, "]", 1);
+    l->ntok = nid;
+    free(ids);
+    free(text);
+    json_object_del(obj, "ids"); /* an input "ids" would be duplicated */
+    buf_reserve(&b, l->inlen + val.n + 16);
+    rewrite_object(&b, l->in, l->inlen, obj, "messages", "text", &val);
+    free(val.p);
+    json_decref(obj);
+    set_out(l, &b);
+}
+
 static void process(const ctx *c, line *l) {
-    if (c->jsonl) do_jsonl(c, l);
+    if (c->chat) do_chat(c, l);
+    else if (c->jsonl) do_jsonl(c, l);
     else if (c->decode) decode_plain(c, l);
     else encode_plain(c, l);
 }
@@ -491,6 +579,14 @@ static void usage(FILE *f) {
             "      --no-special    encode without the BOS/EOS tokens the model adds\n"
             "                      (default: as HF add_special_tokens=True)\n"
             "      --skip-special  decode without special tokens (HF skip_special_tokens)\n"
+            "      --chat          lines are {\"messages\": [{\"role\",\"content\"}...]}: render\n"
+            "                      them with the chat template, output {\"text\", \"ids\"}\n"
+            "                      (ids without added BOS/EOS: the template writes them)\n"
+            "      --template T    chat template: alpaca, chatml, llama2, llama3 or a Jinja\n"
+            "                      file (default: the model's chat_template)\n"
+            "      --add-generation-prompt\n"
+            "                      end the prompt with the assistant header (a line's own\n"
+            "                      \"add_generation_prompt\" field wins)\n"
             "      --threads N     process N lines at a time (default 1)\n"
             "  -v, --verbose       a summary on stderr: lines, tokens, seconds, tokens/s\n"
             "  -h, --help          this help\n"
@@ -502,13 +598,16 @@ int main(int argc, char **argv) {
     const char *src = NULL;
     long nthreads = 1;
     int verbose = 0;
-    enum { O_JSONL = 256, O_NOSPECIAL, O_DECODE, O_SKIP, O_THREADS, O_VERSION };
+    const char *template_arg = NULL;
+    enum { O_JSONL = 256, O_NOSPECIAL, O_DECODE, O_SKIP, O_THREADS, O_VERSION, O_CHAT, O_TEMPLATE, O_GENPROMPT };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},     {"jsonl", no_argument, 0, O_JSONL},
         {"no-special", no_argument, 0, O_NOSPECIAL}, {"decode", no_argument, 0, O_DECODE},
         {"skip-special", no_argument, 0, O_SKIP},  {"threads", required_argument, 0, O_THREADS},
         {"verbose", no_argument, 0, 'v'},          {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, O_VERSION},    {0, 0, 0, 0}};
+        {"version", no_argument, 0, O_VERSION},    {"chat", no_argument, 0, O_CHAT},
+        {"template", required_argument, 0, O_TEMPLATE},
+        {"add-generation-prompt", no_argument, 0, O_GENPROMPT}, {0, 0, 0, 0}};
     int opt;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":m:vh", opts, NULL)) != -1) {
@@ -522,6 +621,9 @@ int main(int argc, char **argv) {
             if (gg_parse_int(optarg, 1, 256, &nthreads))
                 gg_die(TOOL, "--threads: '%s' is not a number from 1 to 256", optarg);
             break;
+        case O_CHAT: c.chat = 1; break;
+        case O_TEMPLATE: template_arg = optarg; break;
+        case O_GENPROMPT: c.gen_prompt = 1; break;
         case 'v': verbose = 1; break;
         case 'h': usage(stdout); return 0;
         case O_VERSION: printf("ggtok %s\n", GG_VERSION_STRING); return 0;
@@ -546,6 +648,29 @@ int main(int argc, char **argv) {
         gg_die(TOOL, "%s", err.msg);
     }
     c.tok = tok;
+    char *template_file = NULL;
+    if (c.chat && c.decode) gg_die(TOOL, "--chat and --decode do not go together");
+    if (template_arg && !c.chat) gg_die(TOOL, "--template needs --chat");
+    if (c.chat) {
+        if (template_arg && gg_chat_builtin(template_arg)) c.template_src = gg_chat_builtin(template_arg);
+        else if (template_arg) {
+            FILE *tf = fopen(template_arg, "rb");
+            if (!tf) gg_die(TOOL, "--template '%s': not a built-in (alpaca, chatml, llama2, llama3) and not a readable file: %s",
+                            template_arg, strerror(errno));
+            size_t cap = 0, n = 0, k;
+            char chunk[65536];
+            while ((k = fread(chunk, 1, sizeof chunk, tf)) > 0) {
+                template_file = xrealloc(template_file, (cap = n + k + 1));
+                memcpy(template_file + n, chunk, k);
+                n += k;
+            }
+            fclose(tf);
+            if (!template_file) template_file = xrealloc(NULL, 1);
+            template_file[n] = 0;
+            c.template_src = template_file;
+        } else if (!(c.template_src = gg_tokenizer_chat_template(tok)))
+            gg_die(TOOL, "%s has no chat_template: pass --template alpaca|chatml|llama2|llama3|FILE", src);
+    }
     double t1 = gg_now();
 
     static char obuf[1 << 20];
@@ -587,6 +712,7 @@ int main(int argc, char **argv) {
                 (unsigned long long)ntok, c.decode ? "decoded" : "encoded", dt, dt > 0 ? (double)ntok / dt : 0.0,
                 t1 - t0);
     }
+    free(template_file);
     gg_tokenizer_free(tok);
     if (f) gg_file_close(f);
     return 0;
