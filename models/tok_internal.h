@@ -266,7 +266,8 @@ typedef struct tk_added {
     char *norm; size_t norm_len; /* content after the normalizer (normalized tokens) */
 } tk_added;
 typedef struct tk_matcher {
-    uint32_t *idx;   /* indices into t->added, grouped by first byte, longest first */
+    uint32_t *idx;   /* indices into t->added, their patterns in byte order */
+    /* start[c]..start[c + 1]: the patterns beginning with byte c */
     uint32_t start[257];
     size_t n;
 } tk_matcher;

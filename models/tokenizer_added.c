@@ -1,5 +1,6 @@
-/* tokenizer_added.c — added tokens: a first-byte index (longest first) that finds
- * leftmost-longest matches as HF's aho-corasick does, and the split of a
+/* tokenizer_added.c — added tokens: the patterns in byte order, searched
+ * by prefix range, which finds leftmost-longest matches as HF's
+ * aho-corasick does, and the split of a
  * text into token / text segments with single_word, lstrip and rstrip
  * handled as HF's AddedVocabulary::find_matches. */
 #include <stdlib.h>
@@ -11,41 +12,84 @@
 static size_t pat_len(const tk_added *a, int normalized) { return normalized ? a->norm_len : a->len; }
 static const char *pat_str(const tk_added *a, int normalized) { return normalized ? a->norm : a->content; }
 
+typedef struct pat {
+    const char *s;
+    size_t len;
+    uint32_t idx;
+} pat;
+
+static int pat_cmp(const void *x, const void *y) {
+    const pat *a = x, *b = y;
+    size_t n = a->len < b->len ? a->len : b->len;
+    int c = memcmp(a->s, b->s, n);
+    if (c) return c;
+    if (a->len != b->len) return a->len < b->len ? -1 : 1;
+    return a->idx < b->idx ? -1 : a->idx > b->idx; /* duplicates: the earlier first */
+}
+
 int tk_matcher_build(tk_matcher *m, const struct gg_tokenizer *t, int normalized) {
     memset(m, 0, sizeof *m);
     size_t n = 0;
     for (size_t i = 0; i < t->nadded; i++)
         if (!!t->added[i].normalized == normalized && pat_len(&t->added[i], normalized)) n++;
     m->idx = calloc(n ? n : 1, sizeof *m->idx);
-    if (!m->idx) return -1;
-    /* counting sort by first byte, then by length descending within a byte
-     * (ties: earlier token first), so the first hit at a position is the
-     * longest */
-    uint32_t cnt[257] = {0};
+    pat *ps = calloc(n ? n : 1, sizeof *ps);
+    if (!m->idx || !ps) {
+        free(ps);
+        return -1;
+    }
+    /* patterns in byte order: the ones sharing a prefix form a range, and
+     * within it an exact prefix comes first */
+    size_t k = 0;
     for (size_t i = 0; i < t->nadded; i++)
         if (!!t->added[i].normalized == normalized && pat_len(&t->added[i], normalized))
-            cnt[(unsigned char)pat_str(&t->added[i], normalized)[0] + 1]++;
+            ps[k++] = (pat){pat_str(&t->added[i], normalized), pat_len(&t->added[i], normalized), (uint32_t)i};
+    qsort(ps, n, sizeof *ps, pat_cmp);
+    uint32_t cnt[257] = {0};
+    for (size_t i = 0; i < n; i++) {
+        m->idx[i] = ps[i].idx;
+        cnt[(unsigned char)ps[i].s[0] + 1]++;
+    }
     for (int c = 0; c < 256; c++) cnt[c + 1] += cnt[c];
     memcpy(m->start, cnt, sizeof m->start);
-    for (size_t i = 0; i < t->nadded; i++) {
-        if (!(!!t->added[i].normalized == normalized && pat_len(&t->added[i], normalized))) continue;
-        unsigned c = (unsigned char)pat_str(&t->added[i], normalized)[0];
-        m->idx[cnt[c]++] = (uint32_t)i;
-    }
-    for (int c = 0; c < 256; c++) {
-        /* insertion sort (stable) by length descending */
-        for (uint32_t i = m->start[c] + 1; i < m->start[c + 1]; i++) {
-            uint32_t x = m->idx[i];
-            uint32_t j = i;
-            while (j > m->start[c] && pat_len(&t->added[m->idx[j - 1]], normalized) < pat_len(&t->added[x], normalized)) {
-                m->idx[j] = m->idx[j - 1];
-                j--;
-            }
-            m->idx[j] = x;
-        }
-    }
+    free(ps);
     m->n = n;
     return 0;
+}
+
+/* The longest pattern that starts at s[0..n), or NULL: the range of
+ * patterns agreeing with s is narrowed one byte at a time (binary search),
+ * so a position costs O(depth · log patterns), whatever the count. */
+static const tk_added *longest_at(const struct gg_tokenizer *t, const tk_matcher *m, int normalized, const char *s,
+                                  size_t n) {
+    unsigned c0 = (unsigned char)s[0];
+    size_t lo = m->start[c0], hi = m->start[c0 + 1];
+    const tk_added *best = NULL;
+    for (size_t k = 0; lo < hi; k++) {
+        /* [lo, hi) = the patterns whose first k + 1 bytes are s[0..k] */
+        const tk_added *f = &t->added[m->idx[lo]];
+        if (pat_len(f, normalized) == k + 1) {
+            best = f; /* an exact match of length k + 1 (the earliest duplicate) */
+            while (lo < hi && pat_len(&t->added[m->idx[lo]], normalized) == k + 1) lo++;
+        }
+        if (k + 1 >= n || lo >= hi) break;
+        unsigned char c = (unsigned char)s[k + 1];
+        size_t a = lo, b = hi; /* first pattern with byte k+1 >= c */
+        while (a < b) {
+            size_t mid = (a + b) / 2;
+            if ((unsigned char)pat_str(&t->added[m->idx[mid]], normalized)[k + 1] < c) a = mid + 1;
+            else b = mid;
+        }
+        size_t e = a, f2 = hi; /* first pattern with byte k+1 > c */
+        while (e < f2) {
+            size_t mid = (e + f2) / 2;
+            if ((unsigned char)pat_str(&t->added[m->idx[mid]], normalized)[k + 1] <= c) e = mid + 1;
+            else f2 = mid;
+        }
+        lo = a;
+        hi = e;
+    }
+    return best;
 }
 
 void tk_matcher_free(tk_matcher *m) {
@@ -87,15 +131,7 @@ int tk_added_split(const struct gg_tokenizer *t, const tk_matcher *m, int normal
     if (m->n) {
         for (size_t i = 0; i < n;) {
             unsigned c = (unsigned char)s[i];
-            const tk_added *hit = NULL;
-            for (uint32_t k = m->start[c]; k < m->start[c + 1]; k++) {
-                const tk_added *a = &t->added[m->idx[k]];
-                size_t pl = pat_len(a, normalized);
-                if (pl <= n - i && !memcmp(s + i, pat_str(a, normalized), pl)) {
-                    hit = a;
-                    break;
-                }
-            }
+            const tk_added *hit = m->start[c] < m->start[c + 1] ? longest_at(t, m, normalized, s + i, n - i) : NULL;
             if (!hit) {
                 i++;
                 continue;

@@ -18,3 +18,10 @@ echo "== ggconvert -t q8 / bf16, sizes"
 for f in "$OUT"/llama3-*.gg; do
     "$BIN/gginfo" --json "$f" | awk -v f="$f" '/"size":/ && !done { gsub(/[ ,]/, ""); sub(/"size":/, ""); print f ": " $0 " bytes"; done = 1 }'
 done
+TOK=tests/fixtures/tokenizers/llama2
+echo "== ggtok: text -> ids -> text ($TOK)"
+printf 'Hello world, this is gg.\n' | "$BIN/ggtok" -m "$TOK" | tee "$OUT/ids.txt"
+"$BIN/ggtok" -m "$TOK" --decode --skip-special <"$OUT/ids.txt"
+echo "== ggtok --chat --template llama2"
+echo '{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"What is NF4?"}]}' |
+    "$BIN/ggtok" -m "$TOK" --chat --template llama2
