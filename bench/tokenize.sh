@@ -126,3 +126,12 @@ for i in "${!names[@]}"; do
         "$(awk -v a="$t_ours" -v b="${times[$i]}" 'BEGIN { print b / a }')" \
         "${notes[$i]:+ $(printf '%s' "${notes[$i]}")}"
 done
+
+# Tokenizer load time (ggtok -v reports it), best of RUNS; goal: well under 100 ms.
+lt=""
+for _ in $(seq "$RUNS"); do
+    x=$("$BIN/ggtok" -v -m "$L3" </dev/null 2>&1 >/dev/null | sed -n 's/.*load \([0-9.]*\) s.*/\1/p')
+    if [ -z "$lt" ] || awk -v t="$x" -v b="$lt" 'BEGIN { exit !(t < b) }'; then lt=$x; fi
+done
+printf '\nggtok load of the Llama 3 tokenizer (128k vocabulary, tokenizer.json): %.0f ms (best of %s)\n' \
+    "$(awk -v t="$lt" 'BEGIN { print t * 1000 }')" "$RUNS"

@@ -67,7 +67,8 @@ static int post_load(tk_post *p, const tj_val *v, const gg_tokenizer *t, gg_err 
     }
     if (!strcmp(type, "TemplateProcessing")) {
         const tj_val *single = tj_get(v, "single"), *sp = tj_get(v, "special_tokens");
-        if (!single || single->type != TJ_ARR) return gg_errf(err, "post_processor TemplateProcessing: missing \"single\"");
+        if (!single || single->type != TJ_ARR)
+            return gg_errf(err, "post_processor TemplateProcessing: missing \"single\"");
         p->type = TPP_TEMPLATE;
         size_t cap = 0;
         for (uint32_t i = 0; i < single->n; i++) {
@@ -87,7 +88,9 @@ static int post_load(tk_post *p, const tj_val *v, const gg_tokenizer *t, gg_err 
                 seen_a = 1;
                 continue;
             }
-            if (!st) return gg_errf(err, "post_processor TemplateProcessing: item %u is neither SpecialToken nor Sequence", i);
+            if (!st)
+                return gg_errf(err, "post_processor TemplateProcessing: item %u is neither SpecialToken nor Sequence",
+                               i);
             const char *name = tj_str(tj_get(st, "id"));
             const tj_val *e = name ? tj_get(sp, name) : NULL;
             const tj_val *ids = tj_get(e, "ids");
@@ -99,7 +102,8 @@ static int post_load(tk_post *p, const tj_val *v, const gg_tokenizer *t, gg_err 
                     return gg_errf(err, "post_processor TemplateProcessing: \"%s\" has a non-numeric id", name);
                 double d = ids->u.items[k].u.num;
                 if (!valid_id(t, d))
-                    return gg_errf(err, "post_processor TemplateProcessing: \"%s\" has id %g, not in the vocabulary", name, d);
+                    return gg_errf(err, "post_processor TemplateProcessing: \"%s\" has id %g, not in the vocabulary",
+                                   name, d);
                 int32_t id = (int32_t)d;
                 if (seen_a) p->post[p->npost++] = id;
                 else p->pre[p->npre++] = id;
@@ -188,7 +192,8 @@ static int load_tokenizer(gg_tokenizer *t, const char *json, size_t len, gg_err 
     const tj_val *vocab = tj_get(model, "vocab");
     if (!vocab || vocab->type != TJ_LAZY_OBJ) return gg_errf(err, "model: missing \"vocab\" object");
     const tj_val *added = tj_get(root, "added_tokens");
-    if (added && added->type != TJ_ARR && added->type != TJ_NULL) return gg_errf(err, "\"added_tokens\" is not an array");
+    if (added && added->type != TJ_ARR && added->type != TJ_NULL)
+        return gg_errf(err, "\"added_tokens\" is not an array");
     size_t nadd = added && added->type == TJ_ARR ? added->n : 0;
 
     /* pass 1 over the vocabulary: count and largest id */
@@ -222,8 +227,10 @@ static int load_tokenizer(gg_tokenizer *t, const char *json, size_t len, gg_err 
     t->piece = tk_big_calloc(vs * sizeof *t->piece);
     t->piece_len = tk_big_calloc(vs * sizeof *t->piece_len);
     t->special = tk_big_calloc(vs);
-    if (!t->piece || !t->piece_len || !t->special || tk_strmap_init(&t->vocab, nvocab, (const char *const *)t->piece, t->piece_len) ||
-        !(t->akeys = calloc(nadd ? nadd : 1, sizeof *t->akeys)) || !(t->alens = calloc(nadd ? nadd : 1, sizeof *t->alens)) ||
+    if (!t->piece || !t->piece_len || !t->special ||
+        tk_strmap_init(&t->vocab, nvocab, (const char *const *)t->piece, t->piece_len) ||
+        !(t->akeys = calloc(nadd ? nadd : 1, sizeof *t->akeys)) ||
+        !(t->alens = calloc(nadd ? nadd : 1, sizeof *t->alens)) ||
         tk_strmap_init(&t->all, nadd, t->akeys, t->alens))
         return gg_errf(err, "out of memory");
     /* pass 2: the pieces, copied (NUL-terminated) into the arena; inserted

@@ -94,7 +94,8 @@ int tk_bpe_load(struct gg_tokenizer *t, const tj_val *model, gg_err *err) {
         return gg_errf(err, "out of memory");
 
     const tj_val *mg = tj_get(model, "merges");
-    if (mg && mg->type != TJ_LAZY_ARR && mg->type != TJ_NULL) return gg_errf(err, "model BPE: \"merges\" is not an array");
+    if (mg && mg->type != TJ_LAZY_ARR && mg->type != TJ_NULL)
+        return gg_errf(err, "model BPE: \"merges\" is not an array");
     tj_iter it;
     const char *l, *r;
     size_t ln, rn, nm = 0;
@@ -152,7 +153,8 @@ int tk_bpe_load(struct gg_tokenizer *t, const tj_val *model, gg_err *err) {
                 ln = (size_t)(sp - l);
             }
             /* merged = l + r without the continuing-subword prefix of r */
-            size_t skip = b->prefix_len && rn >= b->prefix_len && !memcmp(r, b->prefix, b->prefix_len) ? b->prefix_len : 0;
+            size_t skip =
+                b->prefix_len && rn >= b->prefix_len && !memcmp(r, b->prefix, b->prefix_len) ? b->prefix_len : 0;
             struct pend *q = &pd[k];
             q->off[0] = cat.n;
             q->n[0] = ln;

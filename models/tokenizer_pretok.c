@@ -340,7 +340,9 @@ static int emit_split(const char *str, spans *sp, int behavior, int invert, uint
 }
 
 static int pred_ws(uint32_t c) { return tk_is_whitespace(c); }
-static int pred_bert_punct(uint32_t c) { return (c < 0x80 && c > 0x20 && c != 0x7F && !tk_is_alnum(c)) || tk_is_punct(c); }
+static int pred_bert_punct(uint32_t c) {
+    return (c < 0x80 && c > 0x20 && c != 0x7F && !tk_is_alnum(c)) || tk_is_punct(c);
+}
 static int pred_punct(uint32_t c) { return pred_bert_punct(c); }
 
 static int bytelevel_map(const char *s, size_t n, uint32_t flags, tk_list *out, gg_err *err) {
@@ -409,7 +411,10 @@ static int apply_one(const tk_pretok *p, const char *s, size_t n, uint32_t flags
             if (s[i] == ' ' ? tk_buf_add(scratch, p->rep, p->rep_len) : tk_buf_add(scratch, s + i, 1))
                 return gg_errf(err, "out of memory");
         }
-        if (!p->split) return scratch->n ? (tk_list_add(out, scratch->p, scratch->n, flags) ? gg_errf(err, "out of memory") : 0) : 0;
+        if (!p->split) {
+            if (scratch->n && tk_list_add(out, scratch->p, scratch->n, flags)) return gg_errf(err, "out of memory");
+            return 0;
+        }
         if (find_chars(NULL, p->rep_cp, scratch->p, scratch->n, sp, err)) return -1;
         return emit_split(scratch->p, sp, TB_MERGED_NEXT, 0, flags, out, err);
     }
