@@ -329,24 +329,33 @@ static int is_blank(const char *s, size_t n) {
  * through is no error (ids are checked to be whole numbers). */
 enum { JSONL_FLAGS = JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL };
 
-static void do_jsonl(const ctx *c, line *l) {
-    buf b = {0};
+/* The JSON object of a --jsonl / --chat line, or NULL when the line is
+ * done: a blank line (output blank) or an error (set on l). */
+static json_t *line_object(line *l) {
     if (is_blank(l->in, l->inlen)) {
+        buf b = {0};
         buf_put(&b, "\n", 1);
         set_out(l, &b);
-        return;
+        return NULL;
     }
     json_error_t je;
     json_t *obj = json_loadb(l->in, l->inlen, JSONL_FLAGS, &je);
     if (!obj) {
         set_err(l, "bad JSON at column %d: %s", je.column, je.text);
-        return;
+        return NULL;
     }
     if (!json_is_object(obj)) {
         json_decref(obj);
         set_err(l, "expected a JSON object");
-        return;
+        return NULL;
     }
+    return obj;
+}
+
+static void do_jsonl(const ctx *c, line *l) {
+    buf b = {0};
+    json_t *obj = line_object(l);
+    if (!obj) return;
     buf val = {0};
     gg_err e;
     if (!c->decode) {
@@ -425,18 +434,8 @@ static void do_jsonl(const ctx *c, line *l) {
  * writes them). */
 static void do_chat(const ctx *c, line *l) {
     buf b = {0};
-    if (is_blank(l->in, l->inlen)) {
-        buf_put(&b, "\n", 1);
-        set_out(l, &b);
-        return;
-    }
-    json_error_t je;
-    json_t *obj = json_loadb(l->in, l->inlen, JSONL_FLAGS, &je);
-    if (!obj || !json_is_object(obj)) {
-        if (obj) json_decref(obj);
-        set_err(l, obj ? "expected a JSON object" : "bad JSON at column %d: %s", je.column, je.text);
-        return;
-    }
+    json_t *obj = line_object(l);
+    if (!obj) return;
     json_t *m = json_object_get(obj, "messages");
     size_t n = json_is_array(m) ? json_array_size(m) : 0;
     if (!json_is_array(m)) {
