@@ -19,6 +19,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeAll } from './ref/io.mjs';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
@@ -47,17 +48,6 @@ const pick = (a) => a[int(a.length)];
 const range = (lo, hi) => lo + int(hi - lo + 1);
 const cp = (lo, hi) => String.fromCodePoint(range(lo, hi));
 
-// Write all of s to stdout (a pipe may be non-blocking: retry on EAGAIN).
-function writeAll(s) {
-  const b = Buffer.isBuffer(s) ? s : Buffer.from(s, 'utf8');
-  for (let off = 0; off < b.length; ) {
-    try {
-      off += fs.writeSync(1, b, off);
-    } catch (e) {
-      if (e.code !== 'EAGAIN') throw e;
-    }
-  }
-}
 const out = [];
 let outBytes = 0;
 function emit(text) {

@@ -441,6 +441,18 @@ static void test_load_errors(void) {
 }
 
 /* Split behaviours and other pre-tokenizers on a byte-level vocabulary. */
+
+/* Load tokenizer.json text `json` and check that `text` encodes (no special
+ * tokens) to want[0..n); `what` names the case in a failure. */
+static void check_case(const char *json, size_t i, const char *what, const char *text, const int32_t *want,
+                       size_t n) {
+    gg_tokenizer *t = load_str(json);
+    CHECK(t != NULL, "case %zu load", i);
+    if (!t) return;
+    CHECK(enc_is(t, text, strlen(text), 0, want, n), "case %zu: %s", i, what);
+    gg_tokenizer_free(t);
+}
+
 static void test_pretokenizers(void) {
     /* vocab: every printable ASCII char as its own token (id = code) */
     char j[16384];
@@ -472,12 +484,7 @@ static void test_pretokenizers(void) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         snprintf(full, sizeof full, "%s\"pre_tokenizer\":%s}", j, cases[i].pretok);
-        gg_tokenizer *t = load_str(full);
-        CHECK(t != NULL, "case %zu load", i);
-        if (!t) continue;
-        CHECK(enc_is(t, cases[i].text, strlen(cases[i].text), 0, cases[i].want, cases[i].n), "case %zu: %s", i,
-              cases[i].pretok);
-        gg_tokenizer_free(t);
+        check_case(full, i, cases[i].pretok, cases[i].text, cases[i].want, cases[i].n);
     }
 }
 
@@ -503,12 +510,7 @@ static void test_normalizers(void) {
     char full[4096];
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         snprintf(full, sizeof full, "%s%s}", base, cases[i].norm);
-        gg_tokenizer *t = load_str(full);
-        CHECK(t != NULL, "case %zu load", i);
-        if (!t) continue;
-        CHECK(enc_is(t, cases[i].text, strlen(cases[i].text), 0, cases[i].want, cases[i].n), "case %zu: %s", i,
-              cases[i].norm);
-        gg_tokenizer_free(t);
+        check_case(full, i, cases[i].norm, cases[i].text, cases[i].want, cases[i].n);
     }
 }
 

@@ -22,6 +22,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { writeAll } from './io.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -61,17 +62,6 @@ if (impl === 'js') {
   decode = async (ids) => tok.decode(ids, true);
 }
 
-// Write all of s to stdout (a pipe may be non-blocking: retry on EAGAIN).
-function writeAll(s) {
-  const b = Buffer.isBuffer(s) ? s : Buffer.from(s, 'utf8');
-  for (let off = 0; off < b.length; ) {
-    try {
-      off += fs.writeSync(1, b, off);
-    } catch (e) {
-      if (e.code !== 'EAGAIN') throw e;
-    }
-  }
-}
 const out = [];
 let pending = 0;
 const flush = () => {
