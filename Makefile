@@ -13,7 +13,7 @@ FUZZ_SECONDS ?= 60
 
 CFLAGS_BASE = -std=c11 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
               -Wno-unused-parameter -D_GNU_SOURCE -I. -pthread
-LDLIBS   = -ljansson -lpcre2-8 -lutf8proc -lm -pthread
+LDLIBS   = -ljansson -lpcre2-8 -lutf8proc -lopenblas -lm -pthread
 
 ifeq ($(SANITIZE),1)
   BUILD  = build/san

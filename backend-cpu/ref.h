@@ -1,0 +1,45 @@
+/* ref.h — scalar reference implementations of every gg_backend op: the
+ * definition each backend (CPU fast paths, CUDA) is tested against.
+ *
+ * Plain loops over host memory, one thread, reductions accumulated in
+ * double; no SIMD, no BLAS. Arguments mean what they mean in
+ * models/backend.h, except that a weight is given as (type, host bytes in
+ * the container layout, rows, cols) and dequantized with
+ * gg_dequantize_rows_ref. ref_ops.c and ref_matmul.c implement them. */
+#ifndef GG_REF_H
+#define GG_REF_H
+
+#include <stdint.h>
+
+#include "ggfmt/quant.h"
+#include "models/backend.h"
+
+/* ref_matmul.c */
+void gg_ref_matmul(float *y, const float *x, int64_t n, gg_type t, const void *w, int64_t rows, int64_t cols,
+                   const float *bias, float beta);
+void gg_ref_matmul_dx(float *dx, const float *dy, int64_t n, gg_type t, const void *w, int64_t rows,
+                      int64_t cols, float beta);
+void gg_ref_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+void gg_ref_embed(float *out, gg_type t, const void *w, int64_t rows, int64_t cols, const int32_t *ids,
+                  int64_t n, float scale);
+
+/* ref_ops.c */
+void gg_ref_rmsnorm(float *out, const float *x, const float *w, int64_t n, int64_t dim, float eps, int plus_one);
+void gg_ref_layernorm(float *out, const float *x, const float *w, const float *b, int64_t n, int64_t dim,
+                      float eps);
+void gg_ref_rope(float *x, int64_t n, int64_t row_stride, int64_t n_heads, int64_t head_dim, const int32_t *pos,
+                 const float *inv_freq, float attn_factor);
+void gg_ref_attention(float *out, const float *q, const float *k, const float *v, int64_t n, int64_t n_kv,
+                      int64_t kv_stride, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                      const int32_t *k_lo, const int32_t *k_hi, float scale, float *lse);
+float gg_ref_act1(float x, gg_act a); /* one element */
+void gg_ref_act(float *out, const float *x, int64_t n, gg_act a);
+void gg_ref_glu(float *out, const float *gate, const float *up, int64_t n, gg_act a);
+void gg_ref_softmax(float *x, int64_t rows, int64_t cols);
+void gg_ref_add(float *y, const float *a, const float *b, int64_t n);
+void gg_ref_scale(float *y, const float *x, float s, int64_t n);
+void gg_ref_argmax(int32_t *ids, const float *x, int64_t rows, int64_t cols);
+void gg_ref_topk(float *vals, int32_t *ids, const float *x, int64_t rows, int64_t cols, int64_t k);
+
+#endif
