@@ -1157,3 +1157,27 @@ int gg_hf_config_to_meta(const gg_hf_config *c, gg_writer *w, gg_err *err) {
         if (gg_writer_set_bool(w, bools[i].key, bools[i].v ? 1 : 0, err)) return -1;
     return 0;
 }
+
+/* ---- Falcon q/k/v row segments (public view of falcon_segs) -------------- */
+
+int gg_falcon_qkv_segs(const gg_hf_config *cfg, int which, gg_row_seg **seg, size_t *nseg, gg_err *err) {
+    *seg = NULL;
+    *nseg = 0;
+    if (which < 0 || which > 2)
+        return gg_errf(err, "gg_falcon_qkv_segs: which must be 0 (q), 1 (k) or 2 (v), got %d", which);
+    if (strcmp(cfg->arch, "falcon") != 0 || cfg->falcon_qkv == GG_FALCON_NONE)
+        return gg_errf(err, "gg_falcon_qkv_segs: %s is not a Falcon config with a fused query_key_value",
+                       cfg->hf_class[0] ? cfg->hf_class : "config");
+    if (cfg->n_heads <= 0 || cfg->n_heads > MAX_HEADS || cfg->n_kv_heads <= 0 || cfg->n_kv_heads > MAX_HEADS ||
+        cfg->n_heads % cfg->n_kv_heads != 0 || cfg->head_dim <= 0 || cfg->head_dim > MAX_SIZE)
+        return gg_errf(err, "gg_falcon_qkv_segs: invalid config for %s (head counts out of range)", cfg->hf_class);
+    gg_canon_tensor o;
+    memset(&o, 0, sizeof o);
+    if (falcon_segs(cfg, which, &o)) {
+        free(o.seg);
+        return gg_errf(err, "out of memory");
+    }
+    *seg = o.seg;
+    *nseg = o.nseg;
+    return 0;
+}

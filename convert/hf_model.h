@@ -97,4 +97,12 @@ void gg_canon_free(gg_canon_tensor *t, size_t n);
 /* Write the model.* metadata keys (architecture and hyper-parameters). */
 int gg_hf_config_to_meta(const gg_hf_config *cfg, gg_writer *w, gg_err *err);
 
+/* The rows of q (which 0), k (1) or v (2) inside Falcon's fused
+ * query_key_value weight (dim 0, [(heads + 2*kv_heads) * head_dim] rows),
+ * for cfg->falcon_qkv: exactly the segments gg_canon_map uses (adjacent
+ * segments merged). *seg is malloc'd (caller frees); -1 with a message when
+ * cfg is not a Falcon config or on out-of-memory. Used to split a LoRA B
+ * matrix of query_key_value the same way as the base weight. */
+int gg_falcon_qkv_segs(const gg_hf_config *cfg, int which, gg_row_seg **seg, size_t *nseg, gg_err *err);
+
 #endif

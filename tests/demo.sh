@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/demo.sh — the end-to-end demo on the small built-in checkpoint
 # (tests/fixtures/hf/llama3-gqa, a tiny random Llama 3 in real HF format).
-# Today: convert → inspect → verify. It grows with each tool.
+# Today: convert → inspect → verify → generate (with a LoRA adapter too).
+# It grows with each tool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${GG_BIN:-bin}
@@ -25,3 +26,15 @@ printf 'Hello world, this is gg.\n' | "$BIN/ggtok" -m "$TOK" | tee "$OUT/ids.txt
 echo "== ggtok --chat --template llama2"
 echo '{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"What is NF4?"}]}' |
     "$BIN/ggtok" -m "$TOK" --chat --template llama2
+echo "== gggen: greedy decoding on the nf4 model (the tiny model has no tokenizer: ids in, ids out)"
+"$BIN/gggen" -m "$OUT/llama3-nf4.gg" --ids "986 48 737 667 360 280 840 525" -n 16 --temp 0 --ignore-eos --print-ids
+echo "== gggen: sampling (temp 0.8, top-k 40, seed 1), and --dump-logits of the prompt"
+"$BIN/gggen" -m "$OUT/llama3-nf4.gg" --ids "986 48 737 667 360 280 840 525" -n 16 --seed 1 --ignore-eos --print-ids \
+    --dump-logits "$OUT/prompt-logits.f32"
+echo "$OUT/prompt-logits.f32: $(stat -c %s "$OUT/prompt-logits.f32") bytes = 8 positions x 1000 x float32"
+LORA=tests/fixtures/hf/llama2-mha
+echo "== ggconvert --lora: a PEFT adapter -> .gg adapter; gggen with it, unmerged"
+"$BIN/ggconvert" -q -t q8 -o "$OUT/llama2-q8.gg" "$LORA"
+"$BIN/ggconvert" --lora "$LORA/lora" --base "$OUT/llama2-q8.gg" -o "$OUT/llama2-lora.gg"
+echo "base:        $("$BIN/gggen" -q -m "$OUT/llama2-q8.gg" --ids "1 2 3 4" -n 12 --temp 0 --ignore-eos --print-ids)"
+echo "with adapter: $("$BIN/gggen" -q -m "$OUT/llama2-q8.gg" -a "$OUT/llama2-lora.gg" --ids "1 2 3 4" -n 12 --temp 0 --ignore-eos --print-ids)"

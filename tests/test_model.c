@@ -3,7 +3,9 @@
  * < 1e-3) and greedy_out; prefill in one batch, in small batches and token by
  * token agree; q8/nf4/bf16 models give the logits of the same model
  * dequantized to f32 (quantization is the only difference), and the KL
- * divergence / top-1 agreement of nf4 and q8 against f32 are printed; bad
+ * divergence / top-1 agreement of nf4 and q8 against f32 are printed; PEFT
+ * adapters (from the folder and from a .gg copy) give lora_logits.f32, and
+ * adapters combine linearly (two at 0.5 = one at 1, scale 0 = none); bad
  * input (ids out of vocabulary, past the context) fails with clear errors. */
 #include <jansson.h>
 #include <math.h>
@@ -16,6 +18,7 @@
 #include "models/model.h"
 #include "models/model_internal.h"
 #include "tests/check.h"
+#include "tools/engine.h"
 
 static char tmpdir[] = "/tmp/gg_test_model_XXXXXX";
 static gg_backend *be;
@@ -279,6 +282,94 @@ static void test_quantized(void) {
     }
 }
 
+/* Logits of both sequences with adapters l[0..n) at scales sc. */
+static int run_lora(gg_model *m, const ref *r, gg_lora **l, const float *sc, size_t n, float *out) {
+    gg_err err;
+    int64_t V = gg_model_cfg(m)->vocab;
+    for (int sq = 0; sq < 2; sq++) {
+        gg_session *s;
+        if (gg_session_new(&s, m, 24, 24, &err)) return -1;
+        int rc = gg_session_set_adapters(s, l, sc, n, &err) || gg_session_eval(s, r->ids[sq], 24, out + sq * 24 * V, 1, &err);
+        if (rc) fprintf(stderr, "lora eval: %s\n", err.msg);
+        gg_session_free(s);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+static void lora_one(const char *fix) {
+    ref r, base;
+    char path[600], dir[600], ggpath[700];
+    REQUIRE(load_ref(fix, &r, "lora_logits.f32") == 0, "%s: lora_logits.f32", fix);
+    REQUIRE(load_ref(fix, &base, "ref_logits.f32") == 0, "%s", fix);
+    REQUIRE(convert_to(fix, GG_TYPE_F32, path, sizeof path) == 0, "%s", fix);
+    snprintf(dir, sizeof dir, "%s/hf/%s/lora", check_fixtures(), fix);
+    gg_err err;
+    gg_file *f;
+    gg_model *m;
+    REQUIRE(gg_file_open(&f, path, 0, &err) == 0 && gg_model_load(&m, f, be, &err) == 0, "%s", err.msg);
+    gg_lora *peft = NULL, *gg = NULL;
+    CHECK(gg_tool_load_adapter(&peft, m, f, dir, &err) == 0, "%s: %s", fix, err.msg);
+    /* The same adapter through a .gg adapter file. */
+    gg_adapter *a = NULL;
+    snprintf(ggpath, sizeof ggpath, "%s/%s.adapter.gg", tmpdir, fix);
+    CHECK(gg_adapter_load_peft(&a, dir, f, &err) == 0 && gg_adapter_save_gg(a, ggpath, &err) == 0, "%s", err.msg);
+    gg_adapter_free(a);
+    CHECK(gg_tool_load_adapter(&gg, m, f, ggpath, &err) == 0, "%s: %s", fix, err.msg);
+    size_t N = (size_t)(2 * 24 * r.vocab);
+    float *out = malloc(N * sizeof *out);
+    double rel, mx;
+    float one = 1.0f, halves[2] = {0.5f, 0.5f}, zero = 0.0f;
+    gg_lora *pair[2] = {peft, gg};
+    /* Tolerances from the fixtures' README: rel < 1e-4, max abs < 1e-3. */
+    if (peft && run_lora(m, &r, &peft, &one, 1, out) == 0) {
+        compare(out, r.logits, N, &rel, &mx);
+        CHECK(rel < 1e-4 && mx < 1e-3, "%s PEFT folder: rel %.3g max abs %.3g", fix, rel, mx);
+        printf("  %-16s LoRA logits: rel %.2e, max abs %.2e\n", fix, rel, mx);
+    } else CHECK(0, "%s: PEFT run", fix);
+    if (gg && run_lora(m, &r, &gg, &one, 1, out) == 0) {
+        compare(out, r.logits, N, &rel, &mx);
+        CHECK(rel < 1e-4 && mx < 1e-3, "%s .gg adapter: rel %.3g max abs %.3g", fix, rel, mx);
+    } else CHECK(0, "%s: .gg adapter run", fix);
+    if (peft && gg && run_lora(m, &r, pair, halves, 2, out) == 0) {
+        compare(out, r.logits, N, &rel, &mx);
+        CHECK(rel < 1e-4 && mx < 1e-3, "%s two adapters at 0.5: rel %.3g max abs %.3g", fix, rel, mx);
+    } else CHECK(0, "%s: two adapters", fix);
+    if (peft && run_lora(m, &r, &peft, &zero, 1, out) == 0) {
+        compare(out, base.logits, N, &rel, &mx);
+        CHECK(rel < 1e-4 && mx < 1e-3, "%s scale 0: rel %.3g max abs %.3g", fix, rel, mx);
+    } else CHECK(0, "%s: scale 0", fix);
+    free(out);
+    gg_lora_free(peft);
+    gg_lora_free(gg);
+    gg_model_free(m);
+    gg_file_close(f);
+    free(r.logits);
+    free(base.logits);
+}
+
+static void test_lora(void) {
+    lora_one("llama2-mha");
+    lora_one("qwen2-bias-tied");
+}
+
+/* An adapter made for another base is refused with a clear message. */
+static void test_lora_wrong_base(void) {
+    char path[600], dir[600];
+    REQUIRE(convert_to("llama3-gqa", GG_TYPE_F32, path, sizeof path) == 0, "convert");
+    snprintf(dir, sizeof dir, "%s/hf/llama2-mha/lora", check_fixtures());
+    gg_err err;
+    gg_file *f;
+    gg_model *m;
+    REQUIRE(gg_file_open(&f, path, 0, &err) == 0 && gg_model_load(&m, f, be, &err) == 0, "%s", err.msg);
+    gg_lora *l = NULL;
+    CHECK(gg_tool_load_adapter(&l, m, f, dir, &err) == -1, "llama2 adapter loaded onto llama3");
+    printf("  wrong base: %s\n", err.msg);
+    gg_lora_free(l);
+    gg_model_free(m);
+    gg_file_close(f);
+}
+
 static void cleanup(void) {
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
@@ -301,6 +392,8 @@ int main(void) {
     }
     RUN(test_parity_f32);
     RUN(test_quantized);
+    RUN(test_lora);
+    RUN(test_lora_wrong_base);
     gg_backend_free(be);
     cleanup();
     return check_done();

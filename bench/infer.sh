@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# bench/infer.sh — gggen prompt processing and decode speed on a random-weight
+# Llama of the Llama 3.2 1B shape, per weight type, against the memory-
+# bandwidth bound measured in the same run.
+#
+#   bench/infer.sh            (from the repo root, after `make`)
+#
+# For each of f32, bf16, q8, nf4 (converted once under $GG_BENCH_DIR,
+# default /tmp/gg-bench, from the checkpoint bench/convert.sh generates):
+#   pp512: gggen --ids <512 ids> -n 0          → prompt tokens/s
+#   tg128: gggen --ids <4 ids> -n 128 --temp 0 → generation tokens/s
+# The bound is (bytes of weights read per token) ÷ (read bandwidth of
+# build/bench/membw with the same threads): the fastest decode possible if
+# every weight byte is read once per token from RAM. Best of $RUNS (default 2).
+#
+# llama.cpp beside it: set LLAMA_BENCH to a llama-bench binary and
+# LLAMA_GGUF_Q8_0 / LLAMA_GGUF_Q4_0 to GGUF files of the same shape; it runs
+# `llama-bench -p 512 -n 128 -t $THREADS` on each.
+# GG_BENCH_SHAPE="hidden layers heads kv ffn vocab shard_mb" picks a smaller
+# model for a quick run (see bench/gen_hf.c).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DIR=${GG_BENCH_DIR:-/tmp/gg-bench}
+RUNS=${RUNS:-2}
+THREADS=${THREADS:-$(nproc)}
+TYPES=${TYPES:-"f32 bf16 q8 nf4"}
+SHAPE=${GG_BENCH_SHAPE:-}
+mkdir -p "$DIR" build/bench
+cc -std=c11 -O2 -D_GNU_SOURCE bench/gen_hf.c -o build/bench/gen_hf
+cc -std=c11 -O2 -pthread bench/membw.c -o build/bench/membw
+M="$DIR/llama-1b${SHAPE:+-small}"
+[ -f "$M/config.json" ] || { echo "generating $M ..." >&2; build/bench/gen_hf "$M" $SHAPE >&2; }
+[ -x bin/gggen ] || make -s
+
+bw=$(build/bench/membw 1024 "$THREADS" | sed -n 's/.*read_gbps=\([0-9.]*\).*/\1/p')
+vocab=$(sed -n 's/.*"vocab_size": *\([0-9]*\).*/\1/p' "$M/config.json")
+pp_ids=$(awk -v v="$vocab" 'BEGIN { srand(1); for (i = 0; i < 512; i++) printf "%d ", int(rand() * v) }')
+
+# rate FIELD CMD...: best tokens/s of RUNS runs from gggen's stats line
+# (FIELD 1 = prompt, 2 = generated).
+rate() {
+    local field=$1 best=0 r; shift
+    for _ in $(seq "$RUNS"); do
+        r=$("$@" 2>&1 >/dev/null | sed -n 's/.*prompt [0-9]* tokens in [0-9.]* s (\([0-9.]*\) tokens\/s); generated [0-9]* tokens in [0-9.]* s (\([0-9.]*\) tokens\/s).*/\1 \2/p' |
+            awk -v f="$field" '{ print $f }')
+        [ -n "$r" ] || { echo "bench: '$*' gave no stats line" >&2; exit 1; }
+        best=$(awk -v a="$best" -v b="$r" 'BEGIN { print (b > a) ? b : a }')
+    done
+    echo "$best"
+}
+
+printf '\ngggen on %s (%s), %s threads; read bandwidth %s GB/s (build/bench/membw)\n\n' \
+    "$(basename "$M")" "$(sed -n 's/.*"hidden_size": *\([0-9]*\).*/hidden \1/p' "$M/config.json")" "$THREADS" "$bw"
+printf '| %-6s | %10s | %10s | %10s | %12s | %10s |\n' type "GB/token" "pp512 t/s" "tg128 t/s" "bound t/s" "% of bound"
+printf '|%s|%s|%s|%s|%s|%s|\n' "--------" "------------" "------------" "------------" "--------------" "------------"
+for t in $TYPES; do
+    g="$DIR/llama-1b${SHAPE:+-small}-$t.gg"
+    [ -f "$g" ] || bin/ggconvert -q -t "$t" -o "$g" "$M" 2>/dev/null
+    cat "$g" >/dev/null # page cache
+    # Weight bytes read per token: every tensor, except the embedding table
+    # when an lm_head exists (only one row of it is gathered).
+    bytes=$(bin/gginfo --tensors "$g" | awk '
+        $1 == "embed.weight" { emb = $(NF-1) } $1 == "lm_head.weight" { lm = 1 }
+        $1 ~ /^(layers\.|embed\.|lm_head\.|final_norm\.)/ { s += $(NF-1) }
+        END { print s - (lm ? emb : 0) }')
+    pp=$(rate 1 bin/gggen -m "$g" -t "$THREADS" --ids "$pp_ids" -n 0)
+    tg=$(rate 2 bin/gggen -m "$g" -t "$THREADS" --ids "1 2 3 4" -n 128 --temp 0 --ignore-eos --print-ids)
+    awk -v t="$t" -v b="$bytes" -v bw="$bw" -v pp="$pp" -v tg="$tg" 'BEGIN {
+        bound = bw * 1e9 / b
+        printf "| %-6s | %10.3f | %10.1f | %10.2f | %12.2f | %9.1f%% |\n", t, b / 1e9, pp, tg, bound, 100 * tg / bound }'
+done
+if [ -n "${LLAMA_BENCH:-}" ]; then
+    printf '\nllama.cpp llama-bench, %s threads\n\n' "$THREADS"
+    for q in Q8_0 Q4_0; do
+        var="LLAMA_GGUF_$q"; f=${!var:-}
+        [ -n "$f" ] || { echo "($var not set: skipping $q)"; continue; }
+        "$LLAMA_BENCH" -m "$f" -p 512 -n 128 -t "$THREADS" -r "$RUNS" -o md
+    done
+fi
