@@ -19,12 +19,19 @@
 
 #include "backend-cpu/cpu_internal.h"
 
-/* Tuning (measured with bench/matmul.c on a 2-core AVX-512 EPYC):
- * GEMV_MAX_N: the largest n that takes the GEMV path (per type);
+/* Tuning (measured on a 2-core AVX-512 Zen 5 EPYC; -D overrides, for tuning):
+ * GEMV_MAX_N: the largest n that takes the GEMV path, per type (f32, f16,
+ *   bf16, q8, nf4): below it the GEMV beats dequantize + sgemm, whose packing
+ *   of each tile does not pay off for a small n. The crossover depends on
+ *   the sgemm kernel OpenBLAS picks: with its AVX2 (Haswell) kernels, which
+ *   OpenBLAS 0.3.21 picks on Zen 5, q8 / nf4 cross near n = 96 / 192; with
+ *   OPENBLAS_CORETYPE=SkylakeX (AVX-512, ~2x faster sgemm) near 32..48. These
+ *   values sit in between;
  * TILE_BYTES: the scratch of one matmul tile (TR rows x cols floats);
- * DX_CW, DX_TR: the dx tile, columns x rows of W. */
-#ifndef GEMV_MAX_N /* (-D overrides: for tuning) */
-#define GEMV_MAX_N 8
+ * DX_CW, DX_TR: the dx tile, columns x rows of W;
+ * PF_MIN: the least GEMV software-prefetch distance in bytes (gemv512). */
+#ifndef GEMV_MAX_N
+#define GEMV_MAX_N {12, 32, 32, 48, 48}
 #endif
 #ifndef TILE_BYTES
 #define TILE_BYTES (2 << 20)
@@ -34,6 +41,9 @@
 #endif
 #ifndef DX_TR
 #define DX_TR 512
+#endif
+#ifndef PF_MIN
+#define PF_MIN 16384
 #endif
 #define SMALL_WORK 32768 /* multiply-adds below which one thread does it all */
 
@@ -210,20 +220,24 @@ static inline float w_at(const wview *v, int64_t r, int64_t c) {
 #define INLINE static inline __attribute__((always_inline))
 #define UNROLL _Pragma("GCC unroll 16")
 
+/* Prefetch the line at byte offset off from p. It may lie past the end of
+ * the weight (a prefetch never faults), so the address is formed as an
+ * integer rather than by pointer arithmetic. */
+#define PREFETCH(p, off)                                                                           \
+    _mm_prefetch((const char *)((uintptr_t)(p) + (uintptr_t)(off)), _MM_HINT_T0)
+
 /* The nf4 kernels decode a block's codes in an order of their own rather
  * than interleave the nibbles; the GEMV permutes x to match, once per call.
- * AVX-512 (G = 16): vector j of a block holds, in lane i, element 4i + e[j]
- * with e = {1, 0, 3, 2} (the low, high nibble of byte 2i, then of byte
- * 2i + 1). AVX2 (G = 8): each chunk of 16 elements as its 8 even-indexed
- * ones (high nibbles), then its 8 odd ones. */
-static void permute_x(float *dst, const float *x, int64_t len, int G) {
-    static const int e[4] = {1, 0, 3, 2};
+ * AVX-512: vector j of a block holds, in lane i, element 4i + (j ^ 1) (the
+ * low, high nibble of byte 2i, then of byte 2i + 1). AVX2: each chunk of 16
+ * elements as its 8 even-indexed ones (the high nibbles), then its 8 odd
+ * ones. len is a multiple of 64. */
+static void permute_x(float *dst, const float *x, int64_t len, int avx512) {
     for (int64_t c = 0; c < len; c += 64)
         for (int j = 0; j < 4; j++)
-            for (int i = 0; i < 16; i++) {
-                if (G == 16) dst[c + 16 * j + i] = x[c + 4 * i + e[j]];
-                else dst[c + 16 * j + i] = x[c + 16 * j + 2 * (i & 7) + (i >> 3)];
-            }
+            for (int i = 0; i < 16; i++)
+                dst[c + 16 * j + i] = avx512 ? x[c + 4 * i + (j ^ 1)]
+                                             : x[c + 16 * j + 2 * (i & 7) + (i >> 3)];
 }
 
 /* ---- AVX-512: a block is 4 vectors of 16 ---- */
@@ -281,26 +295,21 @@ AVX512 INLINE void blk512(gg_type T, const wview *v, const uint8_t *row, int64_t
     }
 }
 
-/* Rows [r0, r1) for the NT tokens from t0, RB rows at a time (the x loads
- * and the per-row work are shared; a short last group repeats its last row
- * and stores it once), NACC accumulators per row and token so that at least
- * 8 independent FMA chains are in flight. */
+/* Rows [r0, r1) for the NT tokens from t0. With one or two tokens, RB = 4
+ * rows go together, sharing the x loads (a short last group repeats its
+ * last row and stores it once); NACC accumulators per row and token keep
+ * 8 or more independent FMA chains in flight. (Measured on Zen 5.) */
 AVX512 INLINE void gemv512(gg_type T, int NT, const mm_job *J, int64_t r0, int64_t r1, int64_t t0) {
-#ifndef RB_RULE
-    const int RB = NT <= 2 ? 4 : NT <= 4 ? 2 : 1;
-#else
-    const int RB = RB_RULE;
-#endif
-    const int NACC = RB * NT >= 8 ? 1 : 8 / (RB * NT);
-#ifndef PRELOAD_RULE
-    const int PRELOAD = RB > 1;
-#else
-    const int PRELOAD = PRELOAD_RULE;
-#endif
+    const int RB = NT <= 2 ? 4 : 1, NACC = NT == 2 ? 1 : 2;
     const int64_t cols = J->v.cols, nb = cols / 64;
     const int esz = T == GG_TYPE_F32 ? 4 : T == GG_TYPE_F16 || T == GG_TYPE_BF16 ? 2 : 1;
     const float *x = J->x + t0 * cols;
     const __m512 codes = _mm512_loadu_ps(gg_nf4_codes);
+    /* Bytes per block, and the software prefetch distance: the same place in
+     * the next group of rows, at least PF_MIN ahead (the hardware prefetcher
+     * alone leaves nf4 and q8 up to 1.8x slower when streaming from DRAM). */
+    const int bb = T == GG_TYPE_NF4 ? 32 : 64 * esz;
+    const int64_t pf = RB * nb * bb > PF_MIN ? RB * nb * bb : PF_MIN;
     for (int64_t r = r0; r < r1; r += RB) {
         int64_t ri[4];
         const uint8_t *row[4];
@@ -317,22 +326,20 @@ AVX512 INLINE void gemv512(gg_type T, int NT, const mm_job *J, int64_t r0, int64
             if (T == GG_TYPE_NF4)
                 UNROLL for (int i = 0; i < RB; i++) nf4_aps512(&J->v, ri[i] * nb + c, m, ap[i]);
             for (int64_t b = c; b < c + m; b++) {
-#ifdef PF_DIST
-                UNROLL for (int i = 0; i < RB; i++) {
-                    const int bb = T == GG_TYPE_NF4 ? 32 : 64 * esz;
-                    UNROLL for (int l = 0; l < (bb + 63) / 64; l++)
-                        _mm_prefetch((const char *)row[i] + b * bb + PF_DIST + 64 * l, _MM_HINT_T0);
-                }
-#endif
+                if (bb >= 64 || !(b & 1)) /* see pf: once per 64-byte line */
+                    UNROLL for (int i = 0; i < RB; i++)
+                        UNROLL for (int l = 0; l < (bb + 63) / 64; l++)
+                            PREFETCH(row[i], b * bb + pf + 64 * l);
                 __m512 xv[NT512][4]; /* loaded once for the RB rows */
-                if (PRELOAD) UNROLL for (int t = 0; t < NT; t++) UNROLL for (int k = 0; k < 4; k++)
+                if (RB > 1) UNROLL for (int t = 0; t < NT; t++) UNROLL for (int k = 0; k < 4; k++)
                     xv[t][k] = _mm512_loadu_ps(x + t * cols + 64 * b + 16 * k);
                 UNROLL for (int i = 0; i < RB; i++) {
                     __m512 w[4];
                     blk512(T, &J->v, row[i], b, ri[i] * nb + b, T == GG_TYPE_NF4 ? ap[i][b - c] : 0,
                            codes, w);
                     UNROLL for (int k = 0; k < 4; k++) UNROLL for (int t = 0; t < NT; t++) {
-                        __m512 xx = PRELOAD ? xv[t][k] : _mm512_loadu_ps(x + t * cols + 64 * b + 16 * k);
+                        __m512 xx = RB > 1 ? xv[t][k]
+                                             : _mm512_loadu_ps(x + t * cols + 64 * b + 16 * k);
                         acc[i][t][k % NACC] = _mm512_fmadd_ps(w[k], xx, acc[i][t][k % NACC]);
                     }
                 }
@@ -341,7 +348,8 @@ AVX512 INLINE void gemv512(gg_type T, int NT, const mm_job *J, int64_t r0, int64
         UNROLL for (int i = 0; i < RB; i++) {
             if (r + i >= r1) break;
             UNROLL for (int t = 0; t < NT; t++) {
-                if (NACC > 1) acc[i][t][0] = _mm512_add_ps(acc[i][t][0], acc[i][t][NACC - 1]);
+                UNROLL for (int a = 1; a < NACC; a++)
+                    acc[i][t][0] = _mm512_add_ps(acc[i][t][0], acc[i][t][a]);
                 float s = _mm512_reduce_add_ps(acc[i][t][0]);
                 for (int64_t c = 64 * nb; c < cols; c++) /* float types: cols % 64 */
                     s += w_at(&J->v, ri[i], c) * x[t * cols + c];
@@ -351,7 +359,7 @@ AVX512 INLINE void gemv512(gg_type T, int NT, const mm_job *J, int64_t r0, int64
     }
 }
 
-#define GEMV_CASES(FN, T, nt, ...)                                                                  \
+#define GEMV_CASES(FN, T, nt, ...)                                                                 \
     switch (nt) {                                                                                  \
     case 1: FN(T, 1, __VA_ARGS__); break;                                                          \
     case 2: FN(T, 2, __VA_ARGS__); break;                                                          \
@@ -392,7 +400,8 @@ AVX2 INLINE __m256 lut16_256(__m256i idx, __m256 lo, __m256 hi) {
 AVX2 INLINE void blk256(gg_type T, const wview *v, const uint8_t *row, int64_t b, int64_t gb,
                         float ap, __m256 clo, __m256 chi, __m256 w[8]) {
     if (T == GG_TYPE_F32) {
-        UNROLL for (int k = 0; k < 8; k++) w[k] = _mm256_loadu_ps((const float *)(row + 256 * b + 32 * k));
+        UNROLL for (int k = 0; k < 8; k++)
+            w[k] = _mm256_loadu_ps((const float *)(row + 256 * b + 32 * k));
     } else if (T == GG_TYPE_F16) {
         UNROLL for (int k = 0; k < 8; k++)
             w[k] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 128 * b + 16 * k)));
@@ -408,9 +417,10 @@ AVX2 INLINE void blk256(gg_type T, const wview *v, const uint8_t *row, int64_t b
             w[k] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d);
         }
     } else {
-        __m256 lo = _mm256_mul_ps(clo, _mm256_set1_ps(ap)), hi = _mm256_mul_ps(chi, _mm256_set1_ps(ap));
+        __m256 vap = _mm256_set1_ps(ap), lo = _mm256_mul_ps(clo, vap), hi = _mm256_mul_ps(chi, vap);
         UNROLL for (int k = 0; k < 4; k++) {
-            __m256i i = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(row + 32 * b + 8 * k)));
+            __m128i by = _mm_loadl_epi64((const __m128i *)(row + 32 * b + 8 * k));
+            __m256i i = _mm256_cvtepu8_epi32(by);
             w[2 * k] = lut16_256(_mm256_srli_epi32(i, 4), lo, hi);
             w[2 * k + 1] = lut16_256(i, lo, hi);
         }
@@ -419,12 +429,13 @@ AVX2 INLINE void blk256(gg_type T, const wview *v, const uint8_t *row, int64_t b
 
 /* As gemv512 with 16 registers: RB rows at a time. */
 AVX2 INLINE void gemv256(gg_type T, int NT, const mm_job *J, int64_t r0, int64_t r1, int64_t t0) {
-    const int RB = NT == 1 ? 2 : 1;
-    const int NACC = RB * NT >= 4 ? 1 : 4 / (RB * NT);
+    const int RB = NT == 1 ? 2 : 1, NACC = NT <= 2 ? 4 : 2;
     const int64_t cols = J->v.cols, nb = cols / 64;
     const int esz = T == GG_TYPE_F32 ? 4 : T == GG_TYPE_F16 || T == GG_TYPE_BF16 ? 2 : 1;
     const float *x = J->x + t0 * cols;
     const __m256 clo = _mm256_loadu_ps(gg_nf4_codes), chi = _mm256_loadu_ps(gg_nf4_codes + 8);
+    const int bb = T == GG_TYPE_NF4 ? 32 : 64 * esz; /* as in gemv512 */
+    const int64_t pf = RB * nb * bb > PF_MIN ? RB * nb * bb : PF_MIN;
     for (int64_t r = r0; r < r1; r += RB) {
         int64_t ri[2];
         const uint8_t *row[2];
@@ -443,6 +454,8 @@ AVX2 INLINE void gemv256(gg_type T, int NT, const mm_job *J, int64_t r0, int64_t
                     ap[i][b] = nf4_ap(&J->v, ri[i] * nb + c + b);
             for (int64_t b = c; b < c + m; b++)
                 UNROLL for (int i = 0; i < RB; i++) {
+                    UNROLL for (int l = 0; l < (bb + 63) / 64; l++)
+                        PREFETCH(row[i], b * bb + pf + 64 * l);
                     __m256 w[8];
                     blk256(T, &J->v, row[i], b, ri[i] * nb + b, T == GG_TYPE_NF4 ? ap[i][b - c] : 0,
                            clo, chi, w);
@@ -455,7 +468,8 @@ AVX2 INLINE void gemv256(gg_type T, int NT, const mm_job *J, int64_t r0, int64_t
         UNROLL for (int i = 0; i < RB; i++) {
             if (r + i >= r1) break;
             UNROLL for (int t = 0; t < NT; t++) {
-                UNROLL for (int a = 1; a < NACC; a++) acc[i][t][0] = _mm256_add_ps(acc[i][t][0], acc[i][t][a]);
+                UNROLL for (int a = 1; a < NACC; a++)
+                    acc[i][t][0] = _mm256_add_ps(acc[i][t][0], acc[i][t][a]);
                 __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc[i][t][0]),
                                        _mm256_extractf128_ps(acc[i][t][0], 1));
                 s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
@@ -469,7 +483,7 @@ AVX2 INLINE void gemv256(gg_type T, int NT, const mm_job *J, int64_t r0, int64_t
     }
 }
 
-#define GEMV_CASES4(FN, T, nt, ...)                                                                 \
+#define GEMV_CASES4(FN, T, nt, ...)                                                                \
     switch (nt) {                                                                                  \
     case 1: FN(T, 1, __VA_ARGS__); break;                                                          \
     case 2: FN(T, 2, __VA_ARGS__); break;                                                          \
@@ -521,8 +535,8 @@ static void run(gg_backend *be, void (*fn)(void *, int, int), void *arg, double 
 }
 
 /* GEMV: thread ith takes a share of the rows; tokens go in passes of up to
- * NT at a time over blocks of rows small enough to stay in cache between
- * passes. */
+ * NT at a time over blocks of rows (about 128 KiB of weights, a multiple of
+ * the kernels' 4-row groups) that stay in cache between passes. */
 static void gemv_worker(void *arg, int ith, int nth) {
     const mm_job *J = arg;
     int64_t lo, hi;
@@ -533,7 +547,7 @@ static void gemv_worker(void *arg, int ith, int nth) {
         int avx512 = J->simd == GG_SIMD_AVX512, ntmax = avx512 ? NT512 : NT256;
         gemv_fn fn = (avx512 ? gemv512_by_type : gemv256_by_type)[J->v.t];
         int64_t row_bytes = (int64_t)gg_type_nbytes(J->v.t, 1, (uint64_t)J->v.cols);
-        int64_t rb = J->n > ntmax ? 1 + (128 << 10) / (row_bytes ? row_bytes : 1) : hi - lo;
+        int64_t rb = J->n > ntmax ? ((128 << 10) / row_bytes + 4) & ~(int64_t)3 : hi - lo;
         for (int64_t r0 = lo; r0 < hi; r0 += rb) {
             int64_t r1 = r0 + rb < hi ? r0 + rb : hi;
             for (int64_t t0 = 0; t0 < J->n; t0 += ntmax)
@@ -595,16 +609,18 @@ void cpu_matmul(gg_backend *be, float *y, const float *x, int64_t n, const gg_we
     mm_job J = {.v = view_of(w), .x = x, .y = y, .bias = bias, .beta = beta, .n = n,
                 .simd = cpu_ctx_of(be)->simd};
     double work = (double)n * (double)w->rows * (double)w->cols;
-    if (n <= GEMV_MAX_N) {
+    static const int64_t gemv_max_n[GG_TYPE_COUNT] = GEMV_MAX_N;
+    if (n <= gemv_max_n[w->type]) {
         J.simd = gemv_level(J.simd);
         float *xp = NULL;
 #if HAVE_X86_SIMD
         if (w->type == GG_TYPE_NF4 && J.simd != GG_SIMD_SCALAR) {
-            xp = malloc((size_t)(n * w->cols) * sizeof *xp);
-            if (xp) {
-                permute_x(xp, x, n * w->cols, J.simd == GG_SIMD_AVX512 ? 16 : 8);
+            /* 64-byte aligned: a 512-bit load across two lines costs two */
+            if (posix_memalign((void **)&xp, 64, (size_t)(n * w->cols) * sizeof *xp) == 0) {
+                permute_x(xp, x, n * w->cols, J.simd == GG_SIMD_AVX512);
                 J.x = xp;
             } else {
+                xp = NULL;
                 J.simd = GG_SIMD_SCALAR;
             }
         }
@@ -779,7 +795,8 @@ int cpu_weight_init(gg_backend *be, gg_weight *w, gg_type t, int64_t rows, int64
     if (cols > INT32_MAX || rows > INT32_MAX)
         return gg_errf(err, "weight [%lld, %lld]: a dimension exceeds 2^31 - 1 (BLAS limit)",
                        (long long)rows, (long long)cols);
-    if (!host_data) return gg_errf(err, "weight [%lld, %lld]: no data", (long long)rows, (long long)cols);
+    if (!host_data)
+        return gg_errf(err, "weight [%lld, %lld]: no data", (long long)rows, (long long)cols);
     w->type = t;
     w->rows = rows;
     w->cols = cols;

@@ -8,7 +8,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#define SPIN_ITERS 200000 /* ~50-100 µs of polling before a worker sleeps */
+#define SPIN_ITERS 20000 /* ~0.5 ms of polling before a worker sleeps */
 
 struct gg_pool {
     int n;
@@ -129,7 +129,7 @@ void gg_pool_run(gg_pool *p, void (*fn)(void *arg, int ith, int nth), void *arg)
     fn(arg, 0, p->n);
     int spins = 0;
     while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
-        if (++spins < 1000000) cpu_relax();
+        if (++spins < SPIN_ITERS) cpu_relax();
         else sched_yield();
     }
 }

@@ -98,8 +98,8 @@ struct gg_backend {
      * In place allowed (out == x). */
     void (*rmsnorm)(gg_backend *be, float *out, const float *x, const float *w, int64_t n,
                     int64_t dim, float eps, int plus_one);
-    /* out[i] = (x[i] − mean) / sqrt(var + eps) · w + b (biased variance).
-     * In place allowed. */
+    /* out[i] = (x[i] − mean) / sqrt(var + eps) · w + b (biased variance;
+     * w and b both required). In place allowed. */
     void (*layernorm)(gg_backend *be, float *out, const float *x, const float *w, const float *b,
                       int64_t n, int64_t dim, float eps);
     /* RoPE in place, HF rotate-half layout, on x[n, row_stride] holding
@@ -140,7 +140,8 @@ struct gg_backend {
      * first one on ties; NaN never wins). ids int32 in backend memory. */
     void (*argmax)(gg_backend *be, int32_t *ids, const float *x, int64_t rows, int64_t cols);
     /* The k largest values of each row, in descending order (ties: lower
-     * index first): vals[rows, k], ids[rows, k]. 1 <= k <= cols. */
+     * index first; NaN after every number): vals[rows, k], ids[rows, k].
+     * 1 <= k <= cols. */
     void (*topk)(gg_backend *be, float *vals, int32_t *ids, const float *x, int64_t rows,
                  int64_t cols, int64_t k);
 };
