@@ -12,6 +12,7 @@
  * module as PEFT's get_pattern_key does: re.match(r"(.*\.)?(KEY)$", module),
  * first key in file order wins (PCRE2 stands in for Python's re). */
 #include "convert/adapter.h"
+#include "convert/json_util.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -299,20 +300,6 @@ typedef struct peft_cfg {
     char version[64];
 } peft_cfg;
 
-static const char *jkind(const json_t *v) {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "?";
-}
-
 static json_t *jget(const json_t *o, const char *k) {
     json_t *v = json_object_get(o, k);
     return v && !json_is_null(v) ? v : NULL;
@@ -322,7 +309,7 @@ static int jbool(const peft_cfg *c, const json_t *root, const char *key, int *ou
     json_t *v = jget(root, key);
     *out = 0;
     if (!v) return 0;
-    if (!json_is_boolean(v)) return gg_errf(err, "%s: '%s' is %s, expected true or false", c->label, key, jkind(v));
+    if (!json_is_boolean(v)) return gg_errf(err, "%s: '%s' is %s, expected true or false", c->label, key, gg_json_kind(v));
     *out = json_is_true(v);
     return 0;
 }
@@ -334,7 +321,7 @@ static int jempty(const peft_cfg *c, const json_t *root, const char *key, const 
     if (!v) return 0;
     if ((json_is_array(v) && json_array_size(v) == 0) || (json_is_object(v) && json_object_size(v) == 0)) return 0;
     if (json_is_boolean(v) && !json_is_true(v)) return 0;
-    return gg_errf(err, "%s: '%s' is set (%s): %s is not supported", c->label, key, jkind(v), why);
+    return gg_errf(err, "%s: '%s' is set (%s): %s is not supported", c->label, key, gg_json_kind(v), why);
 }
 
 static void cfg_free(peft_cfg *c) {
@@ -359,7 +346,7 @@ static int parse_patterns(peft_cfg *c, const json_t *root, const char *field, in
     *n = 0;
     if (!o) return 0;
     if (!json_is_object(o))
-        return gg_errf(err, "%s: '%s' is %s, expected an object (module pattern → %s)", c->label, field, jkind(o),
+        return gg_errf(err, "%s: '%s' is %s, expected an object (module pattern → %s)", c->label, field, gg_json_kind(o),
                        is_rank ? "r" : "alpha");
     size_t cap = json_object_size(o);
     if (!cap) return 0;
@@ -373,7 +360,7 @@ static int parse_patterns(peft_cfg *c, const json_t *root, const char *field, in
         if (is_rank) {
             if (!json_is_integer(v))
                 return gg_errf(err, "%s: '%s'['%.100s'] is %s, expected an integer rank", c->label, field, k,
-                               jkind(v));
+                               gg_json_kind(v));
             json_int_t r = json_integer_value(v);
             if (r <= 0 || r > MAX_RANK)
                 return gg_errf(err, "%s: '%s'['%.100s'] = %lld: a rank must be in 1..%d", c->label, field, k,
@@ -381,7 +368,7 @@ static int parse_patterns(peft_cfg *c, const json_t *root, const char *field, in
             q->val = (double)r;
         } else {
             if (!json_is_number(v))
-                return gg_errf(err, "%s: '%s'['%.100s'] is %s, expected a number", c->label, field, k, jkind(v));
+                return gg_errf(err, "%s: '%s'['%.100s'] is %s, expected a number", c->label, field, k, gg_json_kind(v));
             q->val = json_number_value(v);
             if (!isfinite(q->val))
                 return gg_errf(err, "%s: '%s'['%.100s'] is not finite", c->label, field, k);
@@ -443,7 +430,7 @@ static int cfg_parse(peft_cfg *c, const char *text, size_t len, const char *arch
     int rc = -1, b;
     json_t *v;
     if (!json_is_object(root)) {
-        gg_errf(err, "%s: the top level is %s, expected an object", c->label, jkind(root));
+        gg_errf(err, "%s: the top level is %s, expected an object", c->label, gg_json_kind(root));
         goto out;
     }
     v = jget(root, "peft_type");
@@ -452,7 +439,7 @@ static int cfg_parse(peft_cfg *c, const char *text, size_t len, const char *arch
         goto out;
     }
     if (!json_is_string(v)) {
-        gg_errf(err, "%s: 'peft_type' is %s, expected the string \"LORA\"", c->label, jkind(v));
+        gg_errf(err, "%s: 'peft_type' is %s, expected the string \"LORA\"", c->label, gg_json_kind(v));
         goto out;
     }
     if (strcmp(json_string_value(v), "LORA") != 0) {
@@ -466,7 +453,7 @@ static int cfg_parse(peft_cfg *c, const char *text, size_t len, const char *arch
         goto out;
     }
     if (!json_is_integer(v)) {
-        gg_errf(err, "%s: 'r' is %s, expected an integer", c->label, jkind(v));
+        gg_errf(err, "%s: 'r' is %s, expected an integer", c->label, gg_json_kind(v));
         goto out;
     }
     c->r = (int64_t)json_integer_value(v);
@@ -480,7 +467,7 @@ static int cfg_parse(peft_cfg *c, const char *text, size_t len, const char *arch
         goto out;
     }
     if (!json_is_number(v)) {
-        gg_errf(err, "%s: 'lora_alpha' is %s, expected a number", c->label, jkind(v));
+        gg_errf(err, "%s: 'lora_alpha' is %s, expected a number", c->label, gg_json_kind(v));
         goto out;
     }
     c->alpha = json_number_value(v);
@@ -492,7 +479,7 @@ static int cfg_parse(peft_cfg *c, const char *text, size_t len, const char *arch
     v = jget(root, "bias");
     if (v) {
         if (!json_is_string(v)) {
-            gg_errf(err, "%s: 'bias' is %s, expected a string (\"none\")", c->label, jkind(v));
+            gg_errf(err, "%s: 'bias' is %s, expected a string (\"none\")", c->label, gg_json_kind(v));
             goto out;
         }
         if (strcmp(json_string_value(v), "none") != 0) {

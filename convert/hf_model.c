@@ -46,6 +46,7 @@
  * num_ln_in_parallel_attn == 2, else input_layernorm alone): gg_hf_config
  * has no field for num_ln_in_parallel_attn. */
 #include "convert/hf_model.h"
+#include "convert/json_util.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -66,20 +67,6 @@ typedef struct parse_ctx {
     gg_err *err;
 } parse_ctx;
 
-static const char *jkind(const json_t *v) {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "?";
-}
-
 /* The value of key in obj, NULL when absent or null. */
 static json_t *jget(const json_t *obj, const char *key) {
     json_t *v = obj ? json_object_get(obj, key) : NULL;
@@ -88,7 +75,7 @@ static json_t *jget(const json_t *obj, const char *key) {
 
 /* path: how the field is named in messages ("hidden_size", "rope_scaling.factor"). */
 static int type_err(parse_ctx *p, const char *path, const json_t *v, const char *want) {
-    return gg_errf(p->err, "%s: '%s' is %s, expected %s", p->label, path, jkind(v), want);
+    return gg_errf(p->err, "%s: '%s' is %s, expected %s", p->label, path, gg_json_kind(v), want);
 }
 
 /* Optional integer: *found = 0 when absent/null (out untouched). */
@@ -165,7 +152,7 @@ static int token_id(parse_ctx *p, const json_t *root, const char *key, int64_t *
         json_t *e = json_array_get(v, 0);
         if (!json_is_integer(e)) {
             if (json_is_null(e)) return 0;
-            return gg_errf(p->err, "%s: '%s[0]' is %s, expected an integer", p->label, key, jkind(e));
+            return gg_errf(p->err, "%s: '%s[0]' is %s, expected an integer", p->label, key, gg_json_kind(e));
         }
         *out = (int64_t)json_integer_value(e);
     } else if (json_is_integer(v)) {
@@ -197,7 +184,7 @@ static int resolve_arch(parse_ctx *p, const json_t *root, gg_hf_config *cfg) {
         if (json_array_size(a) > 0) {
             json_t *e = json_array_get(a, 0);
             if (!json_is_string(e))
-                return gg_errf(p->err, "%s: 'architectures[0]' is %s, expected a string", p->label, jkind(e));
+                return gg_errf(p->err, "%s: 'architectures[0]' is %s, expected a string", p->label, gg_json_kind(e));
             cls = json_string_value(e);
             for (size_t i = 0; i < N_ARCHES; i++) {
                 if (strcmp(cls, ARCHES[i].cls) == 0) {
@@ -534,7 +521,7 @@ int gg_hf_config_parse(gg_hf_config *cfg, const char *json, size_t len, const ch
         return gg_errf(err, "%s: invalid JSON at line %d, column %d: %s", p.label, je.line, je.column, je.text);
     int rc = -1;
     if (!json_is_object(root)) {
-        gg_errf(err, "%s: the top level is %s, expected an object", p.label, jkind(root));
+        gg_errf(err, "%s: the top level is %s, expected an object", p.label, gg_json_kind(root));
         goto out;
     }
     if (resolve_arch(&p, root, cfg)) goto out;

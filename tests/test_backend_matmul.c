@@ -23,27 +23,12 @@
 #include "backend-cpu/cpu_internal.h"
 #include "backend-cpu/ref.h"
 #include "tests/check.h"
+#include "tests/rng.h"
 
 #define TOL 1e-5
 
 /* ------------------------------------------------------------------------ */
 /* Deterministic random numbers                                              */
-
-static uint64_t rng_s = 0x9e3779b97f4a7c15ull;
-
-static uint64_t rng_u64(void) { /* xorshift64* */
-    rng_s ^= rng_s >> 12;
-    rng_s ^= rng_s << 25;
-    rng_s ^= rng_s >> 27;
-    return rng_s * 0x2545f4914f6cdd1dull;
-}
-
-static double rng_unit(void) { return (double)(rng_u64() >> 11) * 0x1p-53; } /* [0, 1) */
-
-static double rng_gauss(void) { /* Box-Muller */
-    double u1 = 1.0 - rng_unit(), u2 = rng_unit();
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-}
 
 static float *rand_vec(size_t n, double sd) {
     float *v = malloc((n ? n : 1) * sizeof *v);

@@ -26,6 +26,7 @@
 #include "backend-cpu/cpu_internal.h"
 #include "backend-cpu/ref.h"
 #include "tests/check.h"
+#include "tests/rng.h"
 
 #define TOL_NORM 1e-5
 #define TOL_ATTN 1e-5
@@ -34,17 +35,6 @@
 
 /* ------------------------------------------------------------------------ */
 /* Deterministic random numbers                                              */
-
-static uint64_t rng_s = 0x9e3779b97f4a7c15ull;
-
-static uint64_t rng_u64(void) { /* xorshift64* */
-    rng_s ^= rng_s >> 12;
-    rng_s ^= rng_s << 25;
-    rng_s ^= rng_s >> 27;
-    return rng_s * 0x2545f4914f6cdd1dull;
-}
-
-static double rng_unit(void) { return (double)(rng_u64() >> 11) * 0x1p-53; } /* [0, 1) */
 
 /* n floats uniform in [lo, hi) (never all zero). */
 static float *rand_vec(size_t n, double lo, double hi) {

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "tests/check.h"
+#include "tests/rng.h"
 
 /* A failed CHECK that also counts into a local limit. */
 #define FAIL_COUNT(n, ...)                                                                         \
@@ -22,24 +23,6 @@
 
 /* ------------------------------------------------------------------------ */
 /* Deterministic random numbers                                              */
-
-static uint64_t rng_s = 0x9e3779b97f4a7c15ull;
-
-static void rng_seed(uint64_t s) { rng_s = s ? s : 1; }
-
-static uint64_t rng_u64(void) { /* xorshift64* */
-    rng_s ^= rng_s >> 12;
-    rng_s ^= rng_s << 25;
-    rng_s ^= rng_s >> 27;
-    return rng_s * 0x2545f4914f6cdd1dull;
-}
-
-static double rng_unit(void) { return (double)(rng_u64() >> 11) * 0x1p-53; } /* [0, 1) */
-
-static double rng_gauss(void) { /* Box-Muller */
-    double u1 = 1.0 - rng_unit(), u2 = rng_unit();
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-}
 
 static float f32_of(uint32_t u) {
     float f;
