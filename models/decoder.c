@@ -173,12 +173,10 @@ static void block(gg_session *s, int64_t li, int64_t n) {
     be->attention(be, s->att, s->q, s->kc[li], s->vc[li], n, s->pos + n, kvd, c->n_heads, c->n_kv_heads,
                   c->head_dim, s->k_lo, s->k_hi, 1.0f / sqrtf((float)c->head_dim), NULL);
 
-    if (c->parallel_attn) {
-        /* x + attn(h) + mlp(h'): h and h' were normed from the block
-         * input above, so x may take the attention output now. */
-        linear(s, li, GG_LIN_O, s->x, s->att, n, 1.0f);
-    } else {
-        linear(s, li, GG_LIN_O, s->x, s->att, n, 1.0f);
+    /* Parallel blocks (x + attn(h) + mlp(h')) normed the MLP input from the
+     * block input above, so x may take the attention output now. */
+    linear(s, li, GG_LIN_O, s->x, s->att, n, 1.0f);
+    if (!c->parallel_attn) {
         norm(s, s->h2, s->x, L->mlp_norm_w, L->mlp_norm_b, n);
         mlp_in = s->h2;
     }
