@@ -46,7 +46,8 @@ PY
 fi
 
 # Default output name, and the llama2 fixture's 172-wide down_proj falls back.
-( cd "$T" && "$OLDPWD/$BIN/ggconvert" "$OLDPWD/$FIX/hf/llama2-mha" 2>log ) || fail "llama2 convert"
+ABIN=$(cd "$BIN" && pwd); AFIX=$(cd "$FIX" && pwd)
+( cd "$T" && "$ABIN/ggconvert" "$AFIX/hf/llama2-mha" 2>log ) || fail "llama2 convert"
 [ -f "$T/llama2-mha-nf4.gg" ] || fail "default output name"
 grep -q 'note: layers.0.mlp.down.weight: nf4 needs' "$T/log" || fail "fallback note: $(cat "$T/log")"
 
