@@ -254,29 +254,6 @@ int gg_adapter_check_base(const gg_adapter *a, const gg_file *base, gg_err *err)
 
 /* ---- small files ------------------------------------------------------------ */
 
-static int read_text(const char *path, char **out, size_t *len, gg_err *err) {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return gg_errf(err, "%s: cannot open: %s", path, strerror(errno));
-    char *buf = malloc(MAX_CONFIG_BYTES + 1);
-    if (!buf) {
-        fclose(f);
-        return gg_errf(err, "%s: out of memory", path);
-    }
-    size_t n = fread(buf, 1, MAX_CONFIG_BYTES + 1, f);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad || n > MAX_CONFIG_BYTES) {
-        free(buf);
-        return bad ? gg_errf(err, "%s: read error", path)
-                   : gg_errf(err, "%s: larger than %u bytes; not an adapter_config.json", path, MAX_CONFIG_BYTES);
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return 0;
-}
-
 static int file_exists(const char *path) {
     struct stat sb;
     return stat(path, &sb) == 0;
@@ -842,7 +819,9 @@ int gg_adapter_load_peft(gg_adapter **out, const char *dir, const gg_file *base,
         gg_errf(err, "%s: no adapter_config.json (not a PEFT adapter folder)", dir);
         goto out;
     }
-    if (read_text(cfg_path, &text, &len, err) || cfg_parse(&c, text, len, bi.arch, err)) goto out;
+    if (gg_read_small_file(cfg_path, MAX_CONFIG_BYTES, "an adapter_config.json", &text, &len, err) ||
+        cfg_parse(&c, text, len, bi.arch, err))
+        goto out;
     if (!file_exists(st_path)) {
         if (file_exists(bin_path))
             gg_errf(err,

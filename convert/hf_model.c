@@ -559,24 +559,9 @@ out:
 }
 
 int gg_hf_config_load(gg_hf_config *cfg, const char *path, gg_err *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return gg_errf(err, "%s: cannot open: %s", path, strerror(errno));
-    char *buf = malloc(MAX_CONFIG_BYTES + 1);
-    if (!buf) {
-        fclose(f);
-        return gg_errf(err, "%s: out of memory", path);
-    }
-    size_t n = fread(buf, 1, MAX_CONFIG_BYTES + 1, f);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return gg_errf(err, "%s: read error", path);
-    }
-    if (n > MAX_CONFIG_BYTES) {
-        free(buf);
-        return gg_errf(err, "%s: larger than %u bytes; not a config.json", path, MAX_CONFIG_BYTES);
-    }
+    char *buf;
+    size_t n;
+    if (gg_read_small_file(path, MAX_CONFIG_BYTES, "a config.json", &buf, &n, err)) return -1;
     int rc = gg_hf_config_parse(cfg, buf, n, path, err);
     free(buf);
     return rc;
