@@ -98,6 +98,16 @@ gg_backend *gg_backend_cpu_new(int n_threads, gg_err *err) {
     be->softmax = cpu_softmax;
     be->add = cpu_add;
     be->scale = cpu_scale;
+    be->rmsnorm_bwd = cpu_rmsnorm_bwd;
+    be->layernorm_bwd = cpu_layernorm_bwd;
+    be->act_bwd = cpu_act_bwd;
+    be->glu_bwd = cpu_glu_bwd;
+    be->attention_bwd = cpu_attention_bwd;
+    be->cross_entropy = cpu_cross_entropy;
+    be->dropout = cpu_dropout;
+    be->sumsq = cpu_sumsq;
+    be->adamw = cpu_adamw;
+    be->adamw8bit = cpu_adamw8bit;
     be->argmax = cpu_argmax;
     be->topk = cpu_topk;
     return be;

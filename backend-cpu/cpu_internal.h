@@ -47,4 +47,26 @@ void cpu_scale(gg_backend *be, float *y, const float *x, float s, int64_t n);
 void cpu_argmax(gg_backend *be, int32_t *ids, const float *x, int64_t rows, int64_t cols);
 void cpu_topk(gg_backend *be, float *vals, int32_t *ids, const float *x, int64_t rows, int64_t cols, int64_t k);
 
+/* ---- ops_bwd.c: backward of norms, activations, attention ---- */
+void cpu_rmsnorm_bwd(gg_backend *be, float *dx, const float *dy, const float *x, const float *w, int64_t n,
+                     int64_t dim, float eps, int plus_one, float beta);
+void cpu_layernorm_bwd(gg_backend *be, float *dx, const float *dy, const float *x, const float *w, int64_t n,
+                       int64_t dim, float eps, float beta);
+void cpu_act_bwd(gg_backend *be, float *dx, const float *dy, const float *x, int64_t n, gg_act a);
+void cpu_glu_bwd(gg_backend *be, float *dgate, float *dup, const float *dy, const float *gate, const float *up,
+                 int64_t n, gg_act a);
+void cpu_attention_bwd(gg_backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                       const float *k, const float *v, const float *out, const float *lse, int64_t n,
+                       int64_t n_kv, int64_t kv_stride, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                       const int32_t *k_lo, const int32_t *k_hi, float scale);
+
+/* ---- optim.c: loss, dropout, reductions, optimizers ---- */
+void cpu_cross_entropy(gg_backend *be, float *loss, float *logits, const int32_t *labels, int64_t rows,
+                       int64_t cols, float grad_scale);
+void cpu_dropout(gg_backend *be, float *out, const float *x, int64_t n, float p, uint64_t seed);
+void cpu_sumsq(gg_backend *be, float *out, const float *x, int64_t n);
+void cpu_adamw(gg_backend *be, float *p, const float *g, float *m, float *v, int64_t n, const gg_adamw_hp *hp);
+void cpu_adamw8bit(gg_backend *be, float *p, const float *g, uint8_t *m8, uint8_t *v8, float *m_absmax,
+                   float *v_absmax, int64_t n, const gg_adamw_hp *hp);
+
 #endif

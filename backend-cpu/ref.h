@@ -42,4 +42,31 @@ void gg_ref_scale(float *y, const float *x, float s, int64_t n);
 void gg_ref_argmax(int32_t *ids, const float *x, int64_t rows, int64_t cols);
 void gg_ref_topk(float *vals, int32_t *ids, const float *x, int64_t rows, int64_t cols, int64_t k);
 
+/* ref_bwd.c: backward of norms, activations, attention */
+void gg_ref_rmsnorm_bwd(float *dx, const float *dy, const float *x, const float *w, int64_t n, int64_t dim,
+                        float eps, int plus_one, float beta);
+void gg_ref_layernorm_bwd(float *dx, const float *dy, const float *x, const float *w, int64_t n, int64_t dim,
+                          float eps, float beta);
+float gg_ref_act1_grad(float x, gg_act a); /* act'(x), one element */
+void gg_ref_act_bwd(float *dx, const float *dy, const float *x, int64_t n, gg_act a);
+void gg_ref_glu_bwd(float *dgate, float *dup, const float *dy, const float *gate, const float *up, int64_t n,
+                    gg_act a);
+void gg_ref_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                          const float *v, const float *out, const float *lse, int64_t n, int64_t n_kv,
+                          int64_t kv_stride, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                          const int32_t *k_lo, const int32_t *k_hi, float scale);
+
+/* ref_optim.c: loss, dropout, reductions, optimizers */
+void gg_ref_cross_entropy(float *loss, float *logits, const int32_t *labels, int64_t rows, int64_t cols,
+                          float grad_scale);
+void gg_ref_dropout(float *out, const float *x, int64_t n, float p, uint64_t seed);
+void gg_ref_sumsq(float *out, const float *x, int64_t n);
+void gg_ref_adamw(float *p, const float *g, float *m, float *v, int64_t n, const gg_adamw_hp *hp);
+void gg_ref_adamw8bit(float *p, const float *g, uint8_t *m8, uint8_t *v8, float *m_absmax, float *v_absmax,
+                      int64_t n, const gg_adamw_hp *hp);
+/* The 8-bit "dynamic" code maps of the 8-bit optimizer state, ascending:
+ * signed (first moment, values in [-1, 1]) and unsigned (second moment,
+ * [0, 1]); a value is stored as the index of the nearest code. */
+const float *gg_ref_adam8_map(int is_signed);
+
 #endif

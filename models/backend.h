@@ -45,6 +45,20 @@ typedef struct gg_weight {
     void *priv;
 } gg_weight;
 
+/* Hyper-parameters of one AdamW step (torch.optim.AdamW semantics):
+ *   g' = g · grad_scale;  p ← p · (1 − lr·weight_decay);
+ *   m ← β1·m + (1−β1)·g';  v ← β2·v + (1−β2)·g'²;
+ *   p ← p − lr/(1−β1^step) · m / (sqrt(v)/sqrt(1−β2^step) + eps).
+ * step counts from 1. grad_scale folds gradient clipping into the step. */
+typedef struct gg_adamw_hp {
+    float lr, beta1, beta2, eps, weight_decay, grad_scale;
+    int64_t step;
+} gg_adamw_hp;
+
+/* Block size of the 8-bit optimizer state (adamw8bit): each block of this
+ * many moments shares one float absmax. */
+#define GG_ADAM8_BLOCK 256
+
 typedef struct gg_backend gg_backend;
 
 struct gg_backend {
@@ -135,6 +149,60 @@ struct gg_backend {
     /* y = s · x; in place allowed. */
     void (*scale)(gg_backend *be, float *y, const float *x, float s, int64_t n);
 
+    /* ---- backward (training; the frozen weights get no gradient) ---- */
+    /* dx = beta·dx + (∂ rmsnorm(x) / ∂x)ᵀ dy, the norm as in rmsnorm
+     * (weight w, 1+w when plus_one). beta is 0 or 1. */
+    void (*rmsnorm_bwd)(gg_backend *be, float *dx, const float *dy, const float *x, const float *w,
+                        int64_t n, int64_t dim, float eps, int plus_one, float beta);
+    /* The same for layernorm (w and b as in layernorm; b does not matter). */
+    void (*layernorm_bwd)(gg_backend *be, float *dx, const float *dy, const float *x, const float *w,
+                          int64_t n, int64_t dim, float eps, float beta);
+    /* dx[i] = dy[i] · act'(x[i]). In place allowed (dx == dy). */
+    void (*act_bwd)(gg_backend *be, float *dx, const float *dy, const float *x, int64_t n, gg_act a);
+    /* Gated backward of out = act(gate)·up: dgate[i] = dy[i]·up[i]·act'(gate[i]),
+     * dup[i] = dy[i]·act(gate[i]). In place allowed: dgate == gate and/or
+     * dup == up (each element is read before it is written). */
+    void (*glu_bwd)(gg_backend *be, float *dgate, float *dup, const float *dy, const float *gate,
+                    const float *up, int64_t n, gg_act a);
+    /* Backward of attention (same arguments as attention; out and lse are
+     * what the forward returned for these q, k, v). Writes dq [n, n_heads·hd]
+     * and dk, dv [n_kv rows of stride kv_stride, first n_kv_heads·hd columns]
+     * (overwritten, including key rows no query attends: zeros). */
+    void (*attention_bwd)(gg_backend *be, float *dq, float *dk, float *dv, const float *dout,
+                          const float *q, const float *k, const float *v, const float *out,
+                          const float *lse, int64_t n, int64_t n_kv, int64_t kv_stride, int64_t n_heads,
+                          int64_t n_kv_heads, int64_t head_dim, const int32_t *k_lo,
+                          const int32_t *k_hi, float scale);
+    /* Cross-entropy of logits[rows, cols] against labels[rows] (int32;
+     * negative = ignored): loss[r] = logsumexp(row r) − logits[r, label[r]]
+     * (0 when ignored), and logits replaced in place by its gradient times
+     * grad_scale: grad_scale·(softmax(row) − onehot(label)) (a row of zeros
+     * when ignored). Labels are in [0, cols) or negative. */
+    void (*cross_entropy)(gg_backend *be, float *loss, float *logits, const int32_t *labels, int64_t rows,
+                          int64_t cols, float grad_scale);
+    /* Inverted dropout with a counter-based mask, identical on every
+     * backend: out[i] = keep(i) ? x[i] / (1 − p) : 0, where keep(i) is
+     * gg_dropout_u(seed, i) >= p (below). 0 <= p < 1. In place allowed. */
+    void (*dropout)(gg_backend *be, float *out, const float *x, int64_t n, float p, uint64_t seed);
+    /* out[0] = Σ x[i]² (one float in backend memory), accumulated in double
+     * in a fixed order that does not depend on the thread count. */
+    void (*sumsq)(gg_backend *be, float *out, const float *x, int64_t n);
+
+    /* ---- optimizers ---- */
+    /* One AdamW step (gg_adamw_hp) on n parameters p with gradient g and f32
+     * moments m, v. */
+    void (*adamw)(gg_backend *be, float *p, const float *g, float *m, float *v, int64_t n,
+                  const gg_adamw_hp *hp);
+    /* The same with both moments blockwise-quantized to 8 bits (as
+     * bitsandbytes' 8-bit blockwise optimizers): m8/v8 [n] codes and
+     * m_absmax/v_absmax [ceil(n / GG_ADAM8_BLOCK)] scales. Each step
+     * dequantizes a block, updates as adamw, and requantizes it (m with the
+     * signed dynamic map, v with the unsigned one: gg_ref_adam8_map in
+     * backend-cpu/ref.h). All-zero
+     * codes/absmax is the initial state. */
+    void (*adamw8bit)(gg_backend *be, float *p, const float *g, uint8_t *m8, uint8_t *v8, float *m_absmax,
+                      float *v_absmax, int64_t n, const gg_adamw_hp *hp);
+
     /* ---- selection ---- */
     /* ids[r] = index of the largest value of row r of x[rows, cols] (the
      * first one on ties; NaN never wins). ids int32 in backend memory. */
@@ -145,6 +213,16 @@ struct gg_backend {
     void (*topk)(gg_backend *be, float *vals, int32_t *ids, const float *x, int64_t rows,
                  int64_t cols, int64_t k);
 };
+
+/* The dropout hash: a uniform float in [0, 1) from (seed, index)
+ * (splitmix64 of seed + index·golden ratio, top 24 bits). */
+static inline float gg_dropout_u(uint64_t seed, uint64_t i) {
+    uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)(z >> 40) * (1.0f / 16777216.0f);
+}
 
 /* Convenience: free a backend (NULL is a no-op). */
 static inline void gg_backend_free(gg_backend *be) {
