@@ -1,6 +1,7 @@
 /* adapter.c — LoRA adapters on the host (adapter.h): PEFT folders → gg_adapter
- * for a given base model, .gg adapter files (docs/FORMAT.md §8) in and out,
- * and the adapter ↔ base compatibility check.
+ * for a given base model and back (export), .gg adapter files
+ * (docs/FORMAT.md §8) in and out, and the adapter ↔ base compatibility
+ * check.
  *
  * PEFT names: `base_model.model.<module>.lora_A[.<adapter name>].weight`,
  * module = `model.layers.N.self_attn.{q,k,v,o}_proj` / `model.layers.N.mlp.
@@ -27,6 +28,7 @@
 
 #include "convert/hf_model.h"
 #include "convert/safetensors.h"
+#include "ggfmt/utf8.h"
 
 #define MAX_CONFIG_BYTES (16u << 20)
 #define MAX_RANK (1 << 20)
@@ -1221,4 +1223,392 @@ out:
     gg_writer_free(w);
     free(idx);
     return rc;
+}
+
+/* ---- PEFT export ------------------------------------------------------------ */
+
+/* One PEFT module to write: A [r, in], B [out, r] (borrowed from the adapter
+ * or owned when fused). */
+typedef struct pmod {
+    char module[128]; /* "model.layers.3.self_attn.q_proj" */
+    const char *hf;   /* "self_attn.q_proj" (the table entry) */
+    int64_t layer;
+    int64_t r, in, out;
+    double alpha;
+    const float *a, *b;
+    float *own_a, *own_b;
+} pmod;
+
+static const char *hf_short(const char *hf) {
+    const char *d = strrchr(hf, '.');
+    return d ? d + 1 : hf;
+}
+
+static const char *lin_name(int falcon, int kind) {
+    const hf_lin *lin = falcon ? FALCON_LIN : LLAMA_LIN;
+    size_t n = falcon ? sizeof FALCON_LIN / sizeof *FALCON_LIN : sizeof LLAMA_LIN / sizeof *LLAMA_LIN;
+    for (size_t i = 0; i < n; i++)
+        if (lin[i].kind == kind) return lin[i].hf;
+    return NULL;
+}
+
+static void pmod_set(pmod *m, int falcon, int64_t layer, const char *hf) {
+    snprintf(m->module, sizeof m->module, "%s%lld.%s", falcon ? "transformer.h." : "model.layers.", (long long)layer,
+             hf);
+    m->hf = hf;
+    m->layer = layer;
+}
+
+/* mkdir -p */
+static int make_dirs(const char *dir, gg_err *err) {
+    size_t n = strlen(dir);
+    char *p = malloc(n + 1);
+    if (!p) return gg_errf(err, "%s: out of memory", dir);
+    memcpy(p, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (p[i] != '/' && p[i] != '\0') continue;
+        char c = p[i];
+        p[i] = '\0';
+        struct stat sb;
+        if (stat(p, &sb) != 0) {
+            if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+                gg_errf(err, "%s: cannot create: %s", p, strerror(errno));
+                free(p);
+                return -1;
+            }
+        } else if (!S_ISDIR(sb.st_mode)) {
+            gg_errf(err, "%s: exists and is not a directory", p);
+            free(p);
+            return -1;
+        }
+        p[i] = c;
+    }
+    free(p);
+    return 0;
+}
+
+/* Falcon: the q, k, v modules of one layer (any may be NULL) → one fused
+ * query_key_value module m, rows placed with the converter's segments. */
+static int fuse_qkv(pmod *m, const gg_adapter *a, const gg_adapter_tensor *const part[3], const gg_hf_config *hcfg,
+                    gg_err *err) {
+    gg_row_seg *seg[3] = {NULL, NULL, NULL};
+    size_t nseg[3] = {0, 0, 0};
+    int rc = -1;
+    const gg_adapter_tensor *first = NULL;
+    for (int j = 0; j < 3; j++)
+        if (part[j] && !first) first = part[j];
+    char mn[96];
+    gg_lora_module_name(mn, sizeof mn, first->layer, first->target);
+    uint64_t rows = 0;
+    for (int j = 0; j < 3; j++) {
+        if (gg_falcon_qkv_segs(hcfg, j, &seg[j], &nseg[j], err)) {
+            gg_err_prefix(err, "adapter %s: %s", a->label, mn);
+            goto out;
+        }
+        uint64_t tot = 0;
+        for (size_t k = 0; k < nseg[j]; k++) tot += seg[j][k].nrows;
+        if (part[j] && tot != (uint64_t)part[j]->out) {
+            gg_lora_module_name(mn, sizeof mn, part[j]->layer, part[j]->target);
+            gg_errf(err, "adapter %s: %s: out %lld, but the base's config gives %llu rows for it in query_key_value",
+                    a->label, mn, (long long)part[j]->out, (unsigned long long)tot);
+            goto out;
+        }
+        rows += tot;
+    }
+    for (int j = 0; j < 3; j++)
+        for (size_t k = 0; k < nseg[j]; k++)
+            if (seg[j][k].row0 + seg[j][k].nrows > rows) {
+                gg_errf(err, "adapter %s: %s: the base's query_key_value layout is inconsistent", a->label, mn);
+                goto out;
+            }
+    int64_t in = first->in;
+    int shared = part[0] && part[1] && part[2];
+    for (int j = 0; j < 3; j++) {
+        if (!part[j]) continue;
+        if (part[j]->in != in) {
+            gg_errf(err, "adapter %s: %s: q, k, v have different inputs (%lld and %lld)", a->label, mn, (long long)in,
+                    (long long)part[j]->in);
+            goto out;
+        }
+        if (shared && (part[j]->r != first->r || part[j]->alpha != first->alpha ||
+                       memcmp(part[j]->a, first->a, (size_t)(first->r * in) * sizeof(float))))
+            shared = 0;
+    }
+    int64_t R = 0;
+    float s0 = gg_lora_scale(first->alpha, first->r, a->rslora);
+    for (int j = 0; j < 3; j++) {
+        if (!part[j]) continue;
+        float s = gg_lora_scale(part[j]->alpha, part[j]->r, a->rslora);
+        if (!shared && s != s0) {
+            char m2[96];
+            gg_lora_module_name(m2, sizeof m2, part[j]->layer, part[j]->target);
+            gg_errf(err,
+                    "adapter %s: %s has scale %g but %s has %g: PEFT's fused query_key_value has one scale, so "
+                    "q, k, v of a layer must share it",
+                    a->label, m2, (double)s, mn, (double)s0);
+            goto out;
+        }
+        R += part[j]->r;
+    }
+    if (shared) R = first->r;
+    m->r = R;
+    m->in = in;
+    m->out = (int64_t)rows;
+    m->alpha = shared ? first->alpha
+                      : (a->rslora ? first->alpha * sqrt((double)R / (double)first->r)
+                                   : first->alpha * (double)R / (double)first->r);
+    if (!(m->own_a = malloc((size_t)(R * in) * sizeof(float))) ||
+        !(m->own_b = calloc((size_t)rows * (size_t)R, sizeof(float)))) {
+        gg_errf(err, "out of memory");
+        goto out;
+    }
+    int64_t col = 0;
+    for (int j = 0; j < 3; j++) {
+        const gg_adapter_tensor *t = part[j];
+        if (!t) continue;
+        if (!shared || j == 0) memcpy(m->own_a + col * in, t->a, (size_t)(t->r * in) * sizeof(float));
+        uint64_t src = 0;
+        for (size_t k = 0; k < nseg[j]; k++)
+            for (uint64_t row = 0; row < seg[j][k].nrows; row++, src++)
+                memcpy(m->own_b + (seg[j][k].row0 + row) * (uint64_t)R + (uint64_t)col, t->b + src * (uint64_t)t->r,
+                       (size_t)t->r * sizeof(float));
+        if (!shared) col += t->r;
+    }
+    m->a = m->own_a;
+    m->b = m->own_b;
+    rc = 0;
+out:
+    for (int j = 0; j < 3; j++) free(seg[j]);
+    return rc;
+}
+
+static json_t *jnum(double v) {
+    if (v == floor(v) && fabs(v) < 9007199254740992.0) return json_integer((json_int_t)v);
+    return json_real(v);
+}
+
+/* rank_pattern / alpha_pattern: per short name when all its modules agree,
+ * else per full module name; only entries that differ from the global. */
+static int put_patterns(json_t *rank, json_t *alph, const gg_adapter *a, const pmod *m, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        int seen = 0, same_r = 1, same_a = 1, any_r = 0, any_a = 0;
+        for (size_t k = 0; k < i && !seen; k++) seen = m[k].hf == m[i].hf;
+        if (seen) continue;
+        for (size_t k = i; k < n; k++) {
+            if (m[k].hf != m[i].hf) continue;
+            same_r &= m[k].r == m[i].r;
+            same_a &= m[k].alpha == m[i].alpha;
+            any_r |= m[k].r != a->r;
+            any_a |= m[k].alpha != a->alpha;
+        }
+        const char *sn = hf_short(m[i].hf);
+        if (any_r && same_r && json_object_set_new(rank, sn, json_integer((json_int_t)m[i].r))) return -1;
+        if (any_a && same_a && json_object_set_new(alph, sn, jnum(m[i].alpha))) return -1;
+        for (size_t k = i; k < n; k++) {
+            if (m[k].hf != m[i].hf) continue;
+            if (any_r && !same_r && m[k].r != a->r &&
+                json_object_set_new(rank, m[k].module, json_integer((json_int_t)m[k].r)))
+                return -1;
+            if (any_a && !same_a && m[k].alpha != a->alpha && json_object_set_new(alph, m[k].module, jnum(m[k].alpha)))
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* target_modules: the short names when each one present is adapted in all
+ * n_layers layers (modules are unique per (layer, name), so counts say it
+ * all), else the full module names. */
+static json_t *target_modules(const pmod *m, size_t n, int64_t n_layers, int falcon) {
+    const hf_lin *lin = falcon ? FALCON_LIN : LLAMA_LIN;
+    size_t nlin = falcon ? sizeof FALCON_LIN / sizeof *FALCON_LIN : sizeof LLAMA_LIN / sizeof *LLAMA_LIN;
+    int64_t max_layer = -1;
+    for (size_t i = 0; i < n; i++)
+        if (m[i].layer > max_layer) max_layer = m[i].layer;
+    if (n_layers <= 0) n_layers = max_layer + 1;
+    int full = 1;
+    for (size_t j = 0; j < nlin; j++) {
+        int64_t cnt = 0;
+        for (size_t i = 0; i < n; i++) cnt += m[i].hf == lin[j].hf;
+        if (cnt && cnt != n_layers) full = 0;
+    }
+    json_t *arr = json_array();
+    if (!arr) return NULL;
+    for (size_t j = 0; full && j < nlin; j++) {
+        int present = 0;
+        for (size_t i = 0; i < n && !present; i++) present = m[i].hf == lin[j].hf;
+        if (present && json_array_append_new(arr, json_string(hf_short(lin[j].hf)))) goto fail;
+    }
+    for (size_t i = 0; !full && i < n; i++)
+        if (json_array_append_new(arr, json_string(m[i].module))) goto fail;
+    return arr;
+fail:
+    json_decref(arr);
+    return NULL;
+}
+
+int gg_adapter_save_peft_base(const gg_adapter *a, const char *dir, const char *base_model_name, const gg_file *base,
+                              gg_err *err) {
+    if (adapter_validate(a, err)) return -1;
+    int falcon = strcmp(a->arch, "falcon") == 0;
+    for (size_t i = 0; falcon && i < a->n; i++)
+        if (a->t[i].target == GG_LT_GATE) {
+            char mn[96];
+            gg_lora_module_name(mn, sizeof mn, a->t[i].layer, a->t[i].target);
+            return gg_errf(err, "adapter %s: %s: falcon has no gate projection (no PEFT module to export it to)",
+                           a->label, mn);
+        }
+    if (base && gg_adapter_check_base(a, base, err)) return -1;
+    if (base_model_name && gg_utf8_invalid_at(base_model_name, strlen(base_model_name)) != (size_t)-1)
+        return gg_errf(err, "adapter %s: the base model name is not valid UTF-8", a->label);
+    int64_t n_layers = 0;
+    base_info bi;
+    gg_hf_config hcfg;
+    memset(&hcfg, 0, sizeof hcfg);
+    if (base) {
+        if (base_read(base, &bi, err)) return -1;
+        n_layers = bi.n_layers;
+    }
+    pmod *m = calloc(a->n, sizeof *m);
+    gg_st_wtensor *wt = calloc(2 * a->n, sizeof *wt);
+    char(*names)[160] = calloc(2 * a->n, sizeof *names);
+    json_t *cfg = NULL;
+    char *text = NULL, *path = NULL;
+    int rc = -1;
+    size_t nm = 0;
+    if (!m || !wt || !names) {
+        gg_errf(err, "out of memory");
+        goto out;
+    }
+    int have_hcfg = 0;
+    for (size_t i = 0; i < a->n;) {
+        const gg_adapter_tensor *t = &a->t[i];
+        char mn[96];
+        gg_lora_module_name(mn, sizeof mn, t->layer, t->target);
+        if (falcon && t->target <= GG_LT_V) {
+            if (!base) {
+                gg_errf(err,
+                        "adapter %s: %s: PEFT adapts falcon's fused query_key_value, whose row layout comes from "
+                        "the base model's config; export falcon q/k/v adapters with gg_adapter_save_peft_base and "
+                        "the base",
+                        a->label, mn);
+                goto out;
+            }
+            if (!have_hcfg) {
+                gg_str cj;
+                char lbl[600];
+                if (gg_meta_get_str(base, "source.config_json", &cj, err)) {
+                    gg_err_prefix(err, "falcon export needs the base's config (to fuse q, k, v)");
+                    goto out;
+                }
+                snprintf(lbl, sizeof lbl, "%s: source.config_json", bi.path);
+                if (gg_hf_config_parse(&hcfg, cj.ptr, (size_t)cj.len, lbl, err)) goto out;
+                have_hcfg = 1;
+            }
+            const gg_adapter_tensor *part[3] = {NULL, NULL, NULL};
+            int64_t L = t->layer;
+            while (i < a->n && a->t[i].layer == L && a->t[i].target <= GG_LT_V) {
+                part[a->t[i].target - GG_LT_Q] = &a->t[i];
+                i++;
+            }
+            pmod_set(&m[nm], 1, L, lin_name(1, KIND_QKV));
+            if (fuse_qkv(&m[nm++], a, part, &hcfg, err)) goto out;
+            continue;
+        }
+        pmod *p = &m[nm++];
+        pmod_set(p, falcon, t->layer, lin_name(falcon, t->target));
+        p->r = t->r;
+        p->in = t->in;
+        p->out = t->out;
+        p->alpha = t->alpha;
+        p->a = t->a;
+        p->b = t->b;
+        i++;
+    }
+
+    /* adapter_model.safetensors */
+    for (size_t i = 0; i < nm; i++) {
+        for (int ab = 0; ab < 2; ab++) {
+            gg_st_wtensor *w = &wt[2 * i + (size_t)ab];
+            snprintf(names[2 * i + (size_t)ab], sizeof *names, "base_model.model.%s.lora_%c.weight", m[i].module,
+                     ab ? 'B' : 'A');
+            w->name = names[2 * i + (size_t)ab];
+            w->dtype = "F32";
+            w->ndim = 2;
+            w->shape[0] = (uint64_t)(ab ? m[i].out : m[i].r);
+            w->shape[1] = (uint64_t)(ab ? m[i].r : m[i].in);
+            w->data = ab ? (const void *)m[i].b : (const void *)m[i].a;
+        }
+    }
+    if (make_dirs(dir, err)) goto out;
+    if (asprintf(&path, "%s/adapter_model.safetensors", dir) < 0) {
+        path = NULL;
+        gg_errf(err, "out of memory");
+        goto out;
+    }
+    static const char *const META[] = {"format", "pt"};
+    if (gg_st_write(path, wt, 2 * nm, META, 1, err)) goto out;
+
+    /* adapter_config.json (jansson's *_set_new steal the value even on failure) */
+    json_t *rank = json_object(), *alph = json_object();
+    cfg = json_object();
+    int bad = !rank || !alph || !cfg;
+    if (bad) {
+        json_decref(rank);
+        json_decref(alph);
+    } else {
+        bad = put_patterns(rank, alph, a, m, nm);
+        bad = json_object_set_new(cfg, "rank_pattern", rank) | bad;
+        bad = json_object_set_new(cfg, "alpha_pattern", alph) | bad;
+    }
+    bad = bad || json_object_set_new(cfg, "target_modules", target_modules(m, nm, n_layers, falcon)) ||
+          json_object_set_new(cfg, "peft_type", json_string("LORA")) ||
+          json_object_set_new(cfg, "task_type", json_string("CAUSAL_LM")) ||
+          json_object_set_new(cfg, "r", json_integer((json_int_t)a->r)) ||
+          json_object_set_new(cfg, "lora_alpha", jnum(a->alpha)) ||
+          json_object_set_new(cfg, "lora_dropout", json_real(0.0)) ||
+          json_object_set_new(cfg, "use_rslora", json_boolean(a->rslora)) ||
+          json_object_set_new(cfg, "bias", json_string("none")) ||
+          json_object_set_new(cfg, "fan_in_fan_out", json_false()) ||
+          json_object_set_new(cfg, "init_lora_weights", json_true()) ||
+          json_object_set_new(cfg, "inference_mode", json_true()) ||
+          json_object_set_new(cfg, "modules_to_save", json_null()) ||
+          json_object_set_new(cfg, "layers_to_transform", json_null()) ||
+          json_object_set_new(cfg, "layers_pattern", json_null()) ||
+          json_object_set_new(cfg, "base_model_name_or_path",
+                              base_model_name ? json_string(base_model_name) : json_null());
+    if (bad || !(text = json_dumps(cfg, JSON_INDENT(2) | JSON_SORT_KEYS))) {
+        gg_errf(err, "adapter %s: out of memory", a->label);
+        goto out;
+    }
+    free(path);
+    if (asprintf(&path, "%s/adapter_config.json", dir) < 0) {
+        path = NULL;
+        gg_errf(err, "out of memory");
+        goto out;
+    }
+    {
+        size_t tl = strlen(text);
+        text[tl] = '\n'; /* json_dumps' NUL becomes the final newline */
+        const void *parts[1] = {text};
+        size_t lens[1] = {tl + 1};
+        if (gg_write_atomic(path, parts, lens, 1, err)) goto out;
+    }
+    rc = 0;
+out:
+    for (size_t i = 0; i < nm; i++) {
+        free(m[i].own_a);
+        free(m[i].own_b);
+    }
+    free(m);
+    free(wt);
+    free(names);
+    json_decref(cfg);
+    free(text);
+    free(path);
+    return rc;
+}
+
+int gg_adapter_save_peft(const gg_adapter *a, const char *dir, const char *base_model_name, gg_err *err) {
+    return gg_adapter_save_peft_base(a, dir, base_model_name, NULL, err);
 }

@@ -1,7 +1,7 @@
 /* adapter.h — LoRA adapters on the host: loading a PEFT adapter folder
  * (adapter_config.json + adapter_model.safetensors) for a given base .gg
- * model, loading and saving .gg adapter files (docs/FORMAT.md §8), and
- * checking an adapter against a base model.
+ * model, exporting one, loading and saving .gg adapter files
+ * (docs/FORMAT.md §8), and checking an adapter against a base model.
  *
  * Owns: PEFT module names → (layer, target) for every supported
  * architecture (Falcon's fused query_key_value split into q, k, v with the
@@ -79,6 +79,46 @@ int gg_adapter_check_base(const gg_adapter *a, const gg_file *base, gg_err *err)
 /* Write a .gg adapter (atomic via gg_writer: PATH.tmp, fsync, rename).
  * Validates the struct first (sorted, unique, shapes, finite values). */
 int gg_adapter_save_gg(const gg_adapter *a, const char *path, gg_err *err);
+
+/* Export to a PEFT folder DIR (created, with its parents, if missing) that
+ * PEFT's PeftModel.from_pretrained loads as a LoRA adapter, and that
+ * gg_adapter_load_peft loads back bit-identically:
+ *   DIR/adapter_model.safetensors  F32 tensors `base_model.model.<module>.
+ *     lora_{A,B}.weight`, "__metadata__": {"format": "pt"};
+ *   DIR/adapter_config.json  peft_type LORA, task_type CAUSAL_LM, r,
+ *     lora_alpha (the adapter's global r / alpha), use_rslora, bias "none",
+ *     lora_dropout 0.0 (not recorded in gg adapters; irrelevant to
+ *     inference), target_modules, rank_pattern / alpha_pattern for modules
+ *     whose r / alpha differ from the global ones (keyed by the short module
+ *     name when every such module agrees, else by full module names),
+ *     base_model_name_or_path (base_model_name, or null when NULL), and
+ *     fan_in_fan_out false, init_lora_weights true, inference_mode true,
+ *     modules_to_save / layers_to_transform / layers_pattern null.
+ * target_modules lists the short HF names ("q_proj", "down_proj";
+ * "query_key_value", "dense", ... for falcon) when every layer (of the base
+ * when given, else 0..the last adapted layer) adapts the same set, and the
+ * full module names ("model.layers.3.self_attn.q_proj") otherwise.
+ * Both files are written atomically (NAME.tmp, fsync, rename).
+ *
+ * Falcon: PEFT adapts the fused query_key_value, gg the split q, k, v, and
+ * the row layout of the fused weight depends on the base's config, so a
+ * falcon adapter with q/k/v modules needs the base (the _base variant; the
+ * plain one refuses it with a message saying so). When a layer's q, k, v
+ * share one A (as after loading a PEFT adapter) the export is that A and the
+ * rows of B put back in place: exact. Otherwise (independently trained, or
+ * only some of q/k/v) the fused module gets rank R = the sum of the parts'
+ * ranks: A stacks the parts' A, B is block-diagonal (zeros elsewhere), and
+ * rank_pattern / alpha_pattern give R and the alpha that keeps the scale
+ * (alpha·R/r, or alpha·sqrt(R/r) with rslora): the same ΔW, loaded back by
+ * gg as rank-R q, k, v. The parts of one layer must then share one scale.
+ * A gate target on falcon (which has no gate) is an error. */
+int gg_adapter_save_peft(const gg_adapter *a, const char *dir, const char *base_model_name, gg_err *err);
+/* The same, checked against base first (gg_adapter_check_base); base may be
+ * NULL. Needed for falcon q/k/v; for other architectures it also lets
+ * target_modules use short names only when all of the base's layers are
+ * adapted. */
+int gg_adapter_save_peft_base(const gg_adapter *a, const char *dir, const char *base_model_name, const gg_file *base,
+                              gg_err *err);
 
 /* Distinct targets present, in enum order, as a bit set (1u << target). */
 unsigned gg_adapter_target_mask(const gg_adapter *a);

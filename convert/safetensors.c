@@ -1,5 +1,6 @@
 /* safetensors.c — reading Hugging Face safetensors checkpoints (one file or
- * a sharded set), memory-mapped, with strict validation of the header.
+ * a sharded set), memory-mapped, with strict validation of the header; and
+ * the writer of one file (gg_st_write) with the atomic file write it uses.
  *
  * Layout of a .safetensors file: u64 LE header length N, N bytes of JSON
  * (an object: optional "__metadata__" {str: str}, every other key a tensor
@@ -18,6 +19,8 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "ggfmt/utf8.h"
 
 #define ST_MAX_HEADER 100000000ULL /* same limit as the Rust library */
 #define ST_INDEX_NAME "model.safetensors.index.json"
@@ -784,3 +787,211 @@ const gg_st_tensor *gg_st_find(const gg_st_set *s, const char *name) {
 }
 
 uint64_t gg_st_total_bytes(const gg_st_set *s) { return s ? s->total : 0; }
+
+/* ---- writing ------------------------------------------------------------ */
+
+int gg_write_atomic(const char *path, const void *const *parts, const size_t *lens, size_t n, gg_err *err) {
+    size_t pl = strlen(path);
+    char *tmp = malloc(pl + 5);
+    if (!tmp) return gg_errf(err, "%s: out of memory", path);
+    memcpy(tmp, path, pl);
+    memcpy(tmp + pl, ".tmp", 5);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        gg_errf(err, "%s: %s", tmp, strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *q = parts[i];
+        size_t left = lens[i];
+        while (left) {
+            ssize_t k = write(fd, q, left > (1u << 30) ? (1u << 30) : left);
+            if (k < 0) {
+                if (errno == EINTR) continue;
+                gg_errf(err, "%s: write: %s", tmp, strerror(errno));
+                goto fail;
+            }
+            q += k;
+            left -= (size_t)k;
+        }
+    }
+    if (fsync(fd) != 0) {
+        gg_errf(err, "%s: fsync: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        gg_errf(err, "%s: close: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    fd = -1;
+    if (rename(tmp, path) != 0) {
+        gg_errf(err, "%s: rename to %s: %s", tmp, path, strerror(errno));
+        goto fail;
+    }
+    /* make the rename durable */
+    char *slash = strrchr(tmp, '/');
+    const char *d = slash ? (slash == tmp ? "/" : (*slash = 0, tmp)) : ".";
+    int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    free(tmp);
+    return 0;
+fail:
+    if (fd >= 0) close(fd);
+    unlink(tmp);
+    free(tmp);
+    return -1;
+}
+
+typedef struct wsort {
+    const gg_st_wtensor *t;
+    uint64_t nbytes;
+} wsort;
+
+static int cmp_wsort(const void *a, const void *b) {
+    return strcmp(((const wsort *)a)->t->name, ((const wsort *)b)->t->name);
+}
+
+int gg_st_write(const char *path, const gg_st_wtensor *t, size_t n, const char *const *meta, size_t n_meta,
+                gg_err *err) {
+    esc_buf eb;
+    int rc = -1;
+    wsort *w = calloc(n ? n : 1, sizeof *w);
+    const void **parts = calloc(n + 2, sizeof *parts);
+    size_t *lens = calloc(n + 2, sizeof *lens);
+    json_t *root = json_object(), *md = NULL;
+    char *hdr = NULL;
+    if (!w || !parts || !lens || !root) {
+        gg_errf(err, "%s: out of memory", path);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const gg_st_wtensor *x = &t[i];
+        const char *nm = x->name ? x->name : "";
+        size_t nl = strlen(nm);
+        if (nl == 0) {
+            gg_errf(err, "%s: tensor %zu has an empty name", path, i);
+            goto out;
+        }
+        if (strcmp(nm, "__metadata__") == 0) {
+            gg_errf(err, "%s: tensor name '__metadata__' is reserved", path);
+            goto out;
+        }
+        if (gg_utf8_invalid_at(nm, nl) != (size_t)-1) {
+            gg_errf(err, "%s: tensor name '%s' is not valid UTF-8", path, esc(&eb, nm, nl));
+            goto out;
+        }
+        int di = -1;
+        for (size_t k = 0; x->dtype && k < sizeof st_dtypes / sizeof st_dtypes[0]; k++)
+            if (strcmp(x->dtype, st_dtypes[k].name) == 0) di = (int)k;
+        if (di < 0) {
+            gg_errf(err, "%s: tensor '%s': unknown dtype '%s'", path, esc(&eb, nm, nl), x->dtype ? x->dtype : "(null)");
+            goto out;
+        }
+        if (x->ndim > GG_ST_MAX_DIMS) {
+            gg_errf(err, "%s: tensor '%s': %u dims, more than %d", path, esc(&eb, nm, nl), x->ndim, GG_ST_MAX_DIMS);
+            goto out;
+        }
+        uint64_t nb = st_dtypes[di].size;
+        int zero = 0;
+        for (uint32_t d = 0; d < x->ndim; d++) zero |= x->shape[d] == 0;
+        for (uint32_t d = 0; d < x->ndim && !zero; d++)
+            if (x->shape[d] > (uint64_t)INT64_MAX || __builtin_mul_overflow(nb, x->shape[d], &nb)) {
+                gg_errf(err, "%s: tensor '%s': shape size overflows 64 bits", path, esc(&eb, nm, nl));
+                goto out;
+            }
+        if (zero) nb = 0;
+        if (nb && !x->data) {
+            gg_errf(err, "%s: tensor '%s': no data", path, esc(&eb, nm, nl));
+            goto out;
+        }
+        w[i].t = x;
+        w[i].nbytes = nb;
+    }
+    if (n) qsort(w, n, sizeof *w, cmp_wsort);
+    for (size_t i = 1; i < n; i++)
+        if (strcmp(w[i].t->name, w[i - 1].t->name) == 0) {
+            gg_errf(err, "%s: tensor name '%s' appears twice", path, esc(&eb, w[i].t->name, strlen(w[i].t->name)));
+            goto out;
+        }
+    if (n_meta) {
+        if (!(md = json_object()) || json_object_set_new(root, "__metadata__", md)) {
+            gg_errf(err, "%s: out of memory", path);
+            goto out;
+        }
+        for (size_t i = 0; i < n_meta; i++) {
+            const char *k = meta[2 * i], *v = meta[2 * i + 1];
+            if (!k || !v || gg_utf8_invalid_at(k, strlen(k)) != (size_t)-1 ||
+                gg_utf8_invalid_at(v, strlen(v)) != (size_t)-1) {
+                gg_errf(err, "%s: metadata entry %zu is NULL or not valid UTF-8", path, i);
+                goto out;
+            }
+            if (json_object_get(md, k)) {
+                gg_errf(err, "%s: metadata key '%s' appears twice", path, esc(&eb, k, strlen(k)));
+                goto out;
+            }
+            if (json_object_set_new(md, k, json_string(v))) {
+                gg_errf(err, "%s: out of memory", path);
+                goto out;
+            }
+        }
+    }
+    uint64_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        const gg_st_wtensor *x = w[i].t;
+        json_t *e = json_object(), *sh = json_array(), *dof = json_array();
+        int bad = !e || !sh || !dof;
+        for (uint32_t d = 0; d < x->ndim && !bad; d++)
+            bad = json_array_append_new(sh, json_integer((json_int_t)x->shape[d]));
+        bad = bad || json_array_append_new(dof, json_integer((json_int_t)off)) ||
+              json_array_append_new(dof, json_integer((json_int_t)(off + w[i].nbytes)));
+        bad = bad || json_object_set_new(e, "dtype", json_string(x->dtype));
+        bad = bad || json_object_set_new(e, "shape", sh);
+        sh = NULL;
+        bad = bad || json_object_set_new(e, "data_offsets", dof);
+        dof = NULL;
+        bad = bad || json_object_set_new(root, x->name, e);
+        e = NULL;
+        if (bad) {
+            json_decref(sh);
+            json_decref(dof);
+            gg_errf(err, "%s: out of memory", path);
+            goto out;
+        }
+        off += w[i].nbytes;
+        parts[2 + i] = x->data;
+        lens[2 + i] = (size_t)w[i].nbytes;
+    }
+    hdr = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (!hdr) {
+        gg_errf(err, "%s: out of memory", path);
+        goto out;
+    }
+    size_t hl = strlen(hdr), padded = (hl + 7) / 8 * 8;
+    char *h2 = realloc(hdr, padded + 1);
+    if (!h2) {
+        gg_errf(err, "%s: out of memory", path);
+        goto out;
+    }
+    hdr = h2;
+    memset(hdr + hl, ' ', padded - hl);
+    hdr[padded] = '\0';
+    uint8_t le[8];
+    for (int i = 0; i < 8; i++) le[i] = (uint8_t)((uint64_t)padded >> (8 * i));
+    parts[0] = le;
+    lens[0] = 8;
+    parts[1] = hdr;
+    lens[1] = padded;
+    rc = gg_write_atomic(path, parts, lens, n + 2, err);
+out:
+    free(hdr);
+    json_decref(root);
+    free(w);
+    free(parts);
+    free(lens);
+    return rc;
+}

@@ -1,5 +1,6 @@
 /* safetensors.h — reading Hugging Face safetensors checkpoints: one file
- * or a sharded set (model.safetensors.index.json), memory-mapped.
+ * or a sharded set (model.safetensors.index.json), memory-mapped; and
+ * writing one .safetensors file (atomically).
  *
  * Owns: header parsing and validation (8-byte length, JSON header, dtypes,
  * shapes, data_offsets: overlaps, holes, out-of-range, truncation, size vs
@@ -46,5 +47,29 @@ const gg_st_tensor *gg_st_at(const gg_st_set *s, size_t i); /* sorted by name */
 const gg_st_tensor *gg_st_find(const gg_st_set *s, const char *name);
 /* Total bytes of the files mapped (input size for progress/throughput). */
 uint64_t gg_st_total_bytes(const gg_st_set *s);
+
+/* ---- writing ------------------------------------------------------------- */
+
+typedef struct gg_st_wtensor {
+    const char *name;  /* non-empty UTF-8, unique, not "__metadata__" */
+    const char *dtype; /* a safetensors dtype: "F32", "F16", "BF16", "I64", ... */
+    uint32_t ndim;     /* 0..GG_ST_MAX_DIMS (0: a scalar) */
+    uint64_t shape[GG_ST_MAX_DIMS];
+    const void *data; /* product(shape) x dtype size bytes, little-endian */
+} gg_st_wtensor;
+
+/* Write one .safetensors file at path: u64 LE header length, the JSON
+ * header ("__metadata__" first when n_meta > 0, then the tensors sorted by
+ * name, each {"dtype","shape","data_offsets"}) padded with spaces to a
+ * multiple of 8 bytes, then the tensors' bytes contiguous in that order (as
+ * the Python and Rust libraries write them). meta holds n_meta key/value
+ * pairs: meta[2i] = key, meta[2i+1] = value. Atomic (gg_write_atomic). */
+int gg_st_write(const char *path, const gg_st_wtensor *t, size_t n, const char *const *meta, size_t n_meta,
+                gg_err *err);
+
+/* Write the n byte ranges parts[i] (lens[i] bytes each) one after another to
+ * path atomically: PATH.tmp, fsync, rename, fsync of the directory; on
+ * failure PATH.tmp is removed and PATH is untouched. */
+int gg_write_atomic(const char *path, const void *const *parts, const size_t *lens, size_t n, gg_err *err);
 
 #endif
