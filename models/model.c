@@ -295,6 +295,7 @@ void gg_model_free(gg_model *m) {
 
 const gg_model_config *gg_model_cfg(const gg_model *m) { return &m->cfg; }
 gg_backend *gg_model_backend(const gg_model *m) { return m->be; }
+gg_type gg_model_weight_type(const gg_model *m) { return m->layers[0].w[GG_LIN_Q].type; }
 
 /* ---- LoRA ---- */
 

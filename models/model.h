@@ -56,6 +56,8 @@ int gg_model_load(gg_model **out, const gg_file *f, gg_backend *be, gg_err *err)
 void gg_model_free(gg_model *m);
 const gg_model_config *gg_model_cfg(const gg_model *m);
 gg_backend *gg_model_backend(const gg_model *m);
+/* The type of the linear weights (that of layer 0's q). */
+gg_type gg_model_weight_type(const gg_model *m);
 /* Shape [rows, cols] of linear l of a layer (0 rows if the model has none,
  * e.g. gate of a plain GELU MLP). */
 void gg_model_linear_shape(const gg_model *m, gg_linear l, int64_t *rows, int64_t *cols);
