@@ -284,7 +284,7 @@ static int build_pretokenized(ld *c, json_t *obj, tvec *v) {
     if (rc == 0 && json_array_size(labels) != n)
         return line_err(c, "\"labels\" has %zu items, \"input_ids\" %zu", json_array_size(labels), n);
     if (tv_reserve(v, n)) return line_err(c, "out of memory");
-    size_t vocab = gg_tokenizer_vocab_size(c->tok);
+    size_t vocab = c->tok ? gg_tokenizer_vocab_size(c->tok) : c->o->vocab;
     for (size_t i = 0; i < n; i++) {
         json_t *x = json_array_get(ids, i);
         if (!json_is_integer(x)) return line_err(c, "input_ids[%zu] is not an integer", i);
@@ -471,6 +471,9 @@ static gg_data_format detect(json_t *obj) {
 }
 
 static int build(ld *c, gg_data_format f, json_t *obj, tvec *v) {
+    if (!c->tok && f != GG_DATA_PRETOKENIZED)
+        return fatal_err(c, "not pretokenized data, and there is no tokenizer (only pretokenized data works "
+                            "without one)");
     switch (f) {
     case GG_DATA_ALPACA: return build_alpaca(c, obj, v);
     case GG_DATA_SHAREGPT: return build_chat(c, obj, 1, v);
@@ -671,7 +674,7 @@ int gg_data_load(gg_dataset *out, const char *path, const gg_tokenizer *tok, con
                  gg_err *err) {
     gg_data_opts dflt = gg_data_opts_default();
     if (!o) o = &dflt;
-    if (!tok) return gg_errf(err, "%s: no tokenizer", path);
+    if (!tok && !o->vocab) return gg_errf(err, "%s: no tokenizer and no vocabulary size", path);
     if ((unsigned)o->format >= N_FORMATS) return gg_errf(err, "%s: bad data format %d", path, (int)o->format);
     if (out->n_files >= UINT32_MAX) return gg_errf(err, "%s: too many files", path);
     FILE *fp = fopen(path, "rb");

@@ -122,6 +122,8 @@ typedef struct gg_data_opts {
     int skip_bad;              /* skip (and count) malformed lines instead of failing */
     const char *chat_template; /* Jinja source or a built-in name (gg_chat_builtin);
                                   NULL = the tokenizer's */
+    size_t vocab;              /* without a tokenizer (tok NULL: pretokenized data
+                                  only), the vocabulary size ids are checked against */
     int n_threads;             /* tokenizing threads; 0 = the online CPUs (at most
                                   GG_DATA_MAX_THREADS). The result never depends on it. */
 } gg_data_opts;
@@ -153,7 +155,8 @@ typedef struct gg_dataset {
 
 /* Load one JSONL file and APPEND its samples to *out (zero it first:
  * gg_dataset d = {0}; several files may be loaded into one dataset).
- * tok: required (pretokenized ids are checked against its vocab size).
+ * tok: required except for pretokenized data, whose ids are checked
+ * against its vocab size (or o->vocab when tok is NULL).
  * o: NULL = gg_data_opts_default(). On error *out holds what it held before
  * the call (statistics included); free it as usual. */
 int gg_data_load(gg_dataset *out, const char *path, const gg_tokenizer *tok, const gg_data_opts *o,

@@ -480,6 +480,79 @@ static void test_adam8bit(void) {
     setup_free(&s8);
 }
 
+/* ------------------------------------------------------------------------ */
+/* The same through the ggtrain tool: --metrics, --dump-grads, --peft-out      */
+
+static void test_tool_parity(void) {
+    const char *bin = getenv("GG_BIN");
+    char exe[600], model[600], data[600], cmd[4096], p[700];
+    snprintf(exe, sizeof exe, "%s/ggtrain", bin && *bin ? bin : "bin");
+    if (access(exe, X_OK) != 0) {
+        printf("skip: %s not built\n", exe);
+        return;
+    }
+    int32_t ids[2][24];
+    double ref_loss;
+    REQUIRE(convert_to("llama2-mha", GG_TYPE_F32, model, sizeof model) == 0, "convert");
+    REQUIRE(load_ids("llama2-mha", ids, &ref_loss) == 0, "reference.json");
+    snprintf(data, sizeof data, "%s/pre.jsonl", tmpdir);
+    FILE *f = fopen(data, "w");
+    REQUIRE(f, "%s", data);
+    for (int sq = 0; sq < 2; sq++) {
+        fputs("{\"input_ids\": [", f);
+        for (int i = 0; i < 24; i++) fprintf(f, "%s%d", i ? ", " : "", ids[sq][i]);
+        fputs("], \"labels\": [", f);
+        for (int i = 0; i < 24; i++) fprintf(f, "%s%d", i ? ", " : "", i < 10 ? -100 : ids[sq][i]);
+        fputs("]}\n", f);
+    }
+    fclose(f);
+    snprintf(cmd, sizeof cmd,
+             "'%s' -q -m '%s' -d '%s' -o '%s/tool.gg' --format pretokenized --init-adapter '%s/hf/llama2-mha/lora' "
+             "--micro-batch 2 --grad-accum 1 --max-steps 1 --lr 1e-3 --schedule constant --warmup 0 "
+             "--weight-decay 0 --max-grad-norm 0 --lora-dropout 0 --no-shuffle --metrics '%s/m.jsonl' "
+             "--dump-grads '%s/tool-grads.d/adapter_model.safetensors' --peft-out '%s/tool-peft'",
+             exe, model, data, tmpdir, check_fixtures(), tmpdir, tmpdir, tmpdir);
+    snprintf(p, sizeof p, "%s/tool-grads.d", tmpdir);
+    mkdir(p, 0700);
+    REQUIRE(system(cmd) == 0, "%s", cmd);
+    /* the first metrics row's loss */
+    snprintf(p, sizeof p, "%s/m.jsonl", tmpdir);
+    json_error_t je;
+    json_t *row = json_load_file(p, JSON_DISABLE_EOF_CHECK, &je);
+    REQUIRE(row, "%s: %s", p, je.text);
+    double loss = json_real_value(json_object_get(row, "loss"));
+    json_decref(row);
+    printf("# ggtrain: first loss %.9f, reference %.9f\n", loss, ref_loss);
+    CHECK(fabs(loss - ref_loss) <= 1e-4 * ref_loss, "loss %.9f vs %.9f", loss, ref_loss);
+    /* gradients and the adapter after the step, read back as PEFT adapters */
+    gg_err err;
+    gg_file *base = NULL;
+    REQUIRE(gg_file_open(&base, model, 0, &err) == 0, "%s", err.msg);
+    char src[700], dst[700];
+    snprintf(src, sizeof src, "%s/hf/llama2-mha/lora/adapter_config.json", check_fixtures());
+    snprintf(dst, sizeof dst, "%s/tool-grads.d/adapter_config.json", tmpdir);
+    char *rs = realpath(src, NULL);
+    REQUIRE(rs && symlink(rs, dst) == 0, "symlink");
+    free(rs);
+    gg_adapter *g = NULL, *after = NULL, *rg = load_named("llama2-mha", "ref_grads.safetensors", base),
+               *rstep = load_named("llama2-mha", "ref_after_adamw_step.safetensors", base);
+    snprintf(p, sizeof p, "%s/tool-grads.d", tmpdir);
+    REQUIRE(gg_adapter_load_peft(&g, p, base, &err) == 0, "--dump-grads: %s", err.msg);
+    snprintf(p, sizeof p, "%s/tool-peft", tmpdir);
+    REQUIRE(gg_adapter_load_peft(&after, p, base, &err) == 0, "--peft-out: %s", err.msg);
+    REQUIRE(rg && rstep, "references");
+    gg_lora_module *gm = modules_of(g), *am = modules_of(after);
+    compare_grads("ggtrain --dump-grads", gm, g->n, rg);
+    compare_step("ggtrain --peft-out", am, after->n, rstep, rg);
+    free(gm);
+    free(am);
+    gg_adapter_free(g);
+    gg_adapter_free(after);
+    gg_adapter_free(rg);
+    gg_adapter_free(rstep);
+    gg_file_close(base);
+}
+
 int main(void) {
     char p[600];
     snprintf(p, sizeof p, "%s/hf/llama2-mha/lora/ref_grads.safetensors", check_fixtures());
@@ -493,6 +566,7 @@ int main(void) {
     RUN(test_finite_differences);
     RUN(test_packing_and_ckpt);
     RUN(test_adam8bit);
+    RUN(test_tool_parity);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd)) {
