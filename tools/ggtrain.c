@@ -410,9 +410,13 @@ static double base_bytes(const gg_file *f) {
     return s;
 }
 
-/* The process besides the model and the trainer: code, libraries, the
- * tokenizer and the dataset (measured: ~20 MB for this build). */
-#define RUNTIME_OVERHEAD 24e6
+/* The process besides the model and the trainer: code and libraries
+ * (8 MB measured on a model without a tokenizer) and the parsed tokenizer
+ * (about 3x its JSON: 13-17 MB in all measured with Llama 2's). */
+static double runtime_bytes(const gg_file *f) {
+    const gg_value *tj = gg_meta_find(f, "tokenizer.json");
+    return 8e6 + (tj && tj->type == GG_V_STR ? 3.0 * (double)tj->v.s.len : 0);
+}
 
 static void print_estimate(const settings *S, const gg_file *f, const gg_model_config *c, int64_t max_tokens,
                            FILE *out) {
@@ -420,7 +424,7 @@ static void print_estimate(const settings *S, const gg_file *f, const gg_model_c
     tc.max_tokens = max_tokens;
     gg_train_mem m;
     gg_train_mem_predict(&m, c, &tc);
-    double base = base_bytes(f), total = base + m.params + m.grads + m.optim + m.acts + RUNTIME_OVERHEAD;
+    double base = base_bytes(f), rt = runtime_bytes(f), total = base + m.params + m.grads + m.optim + m.acts + rt;
     char b[6][32];
     fprintf(out,
             "ggtrain: predicted peak memory on %s, %lld tokens per micro-batch, r %lld, %s%s:\n"
@@ -431,7 +435,7 @@ static void print_estimate(const settings *S, const gg_file *f, const gg_model_c
             tc.grad_ckpt ? ", gradient checkpointing" : "", gg_human_bytes((uint64_t)base, b[0]),
             gg_human_bytes((uint64_t)m.params, b[1]), gg_human_bytes((uint64_t)m.grads, b[2]),
             gg_human_bytes((uint64_t)m.optim, b[3]), gg_human_bytes((uint64_t)m.acts, b[4]),
-            gg_human_bytes((uint64_t)RUNTIME_OVERHEAD, b[5]), total / 1e6);
+            gg_human_bytes((uint64_t)rt, b[5]), total / 1e6);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -508,6 +512,7 @@ typedef struct run {
     int64_t total_steps, warmup_steps, step;
     double tokens_seen, last_eval;
     FILE *metrics;
+    char last_ckpt[4200];
 } run;
 
 static void hist_push(run *R, double step, double loss, double lr, int is_eval) {
@@ -579,6 +584,7 @@ static void save_checkpoint(run *R) {
         snprintf(p, sizeof p, "%s/%s", S->ckpt_dir, names[i]);
         rm_tree(p);
     }
+    snprintf(R->last_ckpt, sizeof R->last_ckpt, "%s", dir);
     if (!S->quiet) fprintf(stderr, "%sggtrain: checkpoint %s\n", isatty(2) ? "\n" : "", dir);
 }
 
@@ -751,9 +757,9 @@ static int train_step(run *R, double t_start, int64_t first_step) {
     double loss = lsum / (double)(ntg ? ntg : 1), gn;
     if (gg_trainer_grad_norm(R->t, &gn, &err)) die_err(&err);
     if (!isfinite(loss) || !isfinite(gn))
-        gg_die(TOOL, "step %lld: %s is %s; stopping without applying it (last checkpoint in %s)",
-               (long long)R->step + 1, isfinite(loss) ? "the gradient norm" : "the loss",
-               isnan(isfinite(loss) ? gn : loss) ? "NaN" : "infinite", S->ckpt_dir ? S->ckpt_dir : "-");
+        gg_die(TOOL, "step %lld: %s is %s; stopping without applying it (%s%s)", (long long)R->step + 1,
+               isfinite(loss) ? "the gradient norm" : "the loss", isnan(isfinite(loss) ? gn : loss) ? "NaN" : "infinite",
+               R->last_ckpt[0] ? "last good checkpoint: " : "no checkpoint written yet", R->last_ckpt);
     if (R->step == 0 && S->dump_grads) write_dump_grads(R);
     double lr = gg_lr_at(R->S.schedule, S->lr, R->step, R->total_steps, R->warmup_steps);
     gg_adamw_hp hp = S->hp;
@@ -897,6 +903,7 @@ int main(int argc, char **argv) {
 
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);
+    if (R->vb && R->step == 0) do_eval(R); /* the baseline */
     double t_start = gg_now();
     int64_t first_step = R->step;
     double tokens_before = R->tokens_seen;
@@ -906,9 +913,9 @@ int main(int argc, char **argv) {
         if (S->save_every && R->step % S->save_every == 0 && !g_interrupted) save_checkpoint(R);
         if (S->loss_spike > 0 && spiking(R)) {
             fprintf(stderr, "%sggtrain: step %lld: the loss has been over %g x its earlier mean for %lld steps; "
-                            "stopping without writing %s (last checkpoint in %s)\n",
+                            "stopping without writing %s (%s%s)\n",
                     isatty(2) ? "\n" : "", (long long)R->step, S->loss_spike, (long long)S->spike_steps, S->out,
-                    S->ckpt_dir);
+                    R->last_ckpt[0] ? "last good checkpoint: " : "no checkpoint written yet", R->last_ckpt);
             return 1;
         }
     }
