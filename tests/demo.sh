@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/demo.sh — the end-to-end demo on the small built-in checkpoint
 # (tests/fixtures/hf/llama3-gqa, a tiny random Llama 3 in real HF format).
-# Today: convert → inspect → verify → generate (with a LoRA adapter too).
+# Today: convert → inspect → verify → generate (with a LoRA adapter too) →
+# train a QLoRA adapter (held-out loss) → generate with it.
 # It grows with each tool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,3 +39,24 @@ echo "== ggconvert --lora: a PEFT adapter -> .gg adapter; gggen with it, unmerge
 "$BIN/ggconvert" --lora "$LORA/lora" --base "$OUT/llama2-q8.gg" -o "$OUT/llama2-lora.gg"
 echo "base:        $("$BIN/gggen" -q -m "$OUT/llama2-q8.gg" --ids "1 2 3 4" -n 12 --temp 0 --ignore-eos --print-ids)"
 echo "with adapter: $("$BIN/gggen" -q -m "$OUT/llama2-q8.gg" -a "$OUT/llama2-lora.gg" --ids "1 2 3 4" -n 12 --temp 0 --ignore-eos --print-ids)"
+echo "== QLoRA: train an adapter on a small random Llama (nf4) with a generated instruction task"
+DM=build/demo-model
+bash tests/make_demo_model.sh "$DM"
+bash tests/make_task.sh "$OUT/task"
+"$BIN/ggconvert" -q -t nf4 -o "$OUT/demo-nf4.gg" "$DM"
+head -n 1 "$OUT/task/train.jsonl"
+"$BIN/ggtrain" -m "$OUT/demo-nf4.gg" -d "$OUT/task/train.jsonl" --val-data "$OUT/task/val.jsonl" \
+    -o "$OUT/capitals.gg" --peft-out "$OUT/capitals-peft" --epochs 30 --micro-batch 8 --lr 4e-3 \
+    --metrics "$OUT/train.jsonl" --plot "$OUT/train.svg" --log-every 30
+echo "held-out loss: $(grep eval_loss "$OUT/train.jsonl" | sed -n '1p;$p' | sed 's/.*"eval_loss":\([0-9.]*\).*/\1/' | paste -sd' ' | sed 's/ / -> /')"
+echo "(loss curves: $OUT/train.svg; PEFT export: $OUT/capitals-peft)"
+Q="Below is an instruction that describes a task. Write a response that appropriately completes the request.
+
+### Instruction:
+Tell me the capital of Japan.
+
+### Response:
+"
+echo "== gggen on a held-out phrasing, without and with the adapter"
+echo "base:         $("$BIN/gggen" -q -m "$OUT/demo-nf4.gg" -p "$Q" -n 12 --temp 0)"
+echo "with adapter: $("$BIN/gggen" -q -m "$OUT/demo-nf4.gg" -a "$OUT/capitals.gg" -p "$Q" -n 12 --temp 0)"

@@ -549,7 +549,7 @@ static size_t list_ckpts(const char *root, char names[][32], size_t cap) {
     struct dirent *e;
     while ((e = readdir(d)))
         if (!strncmp(e->d_name, "step-", 5) && strlen(e->d_name) == 13 && n < cap) {
-            snprintf(names[n], 32, "%s", e->d_name);
+            memcpy(names[n], e->d_name, 14); /* "step-NNNNNNNN" and its NUL */
             n++;
         }
     closedir(d);
@@ -785,9 +785,18 @@ static int train_step(run *R, double t_start, int64_t first_step) {
         char eta[32];
         fmt_time(per * (double)(R->total_steps - R->step), eta, sizeof eta);
         int tty = isatty(2);
+        char bar[24] = "";
+        if (tty) { /* [=======>      ] */
+            int w = 20, fill = (int)((double)w * (double)R->step / (double)R->total_steps);
+            bar[0] = '[';
+            for (int i = 0; i < w; i++) bar[1 + i] = i < fill ? '=' : i == fill ? '>' : ' ';
+            bar[w + 1] = ']';
+            bar[w + 2] = ' ';
+            bar[w + 3] = 0;
+        }
         if (tty || R->step % S->log_every == 0 || R->step == R->total_steps || R->step == first_step + 1)
-            fprintf(stderr, "%sstep %lld/%lld  loss %.4f  lr %.3g  grad-norm %.3g  %.0f tokens/s  ETA %s%s",
-                    tty ? "\r\033[K" : "", (long long)R->step, (long long)R->total_steps, loss, lr, gn, tps, eta,
+            fprintf(stderr, "%s%sstep %lld/%lld  loss %.4f  lr %.3g  grad-norm %.3g  %.0f tokens/s  ETA %s%s",
+                    tty ? "\r\033[K" : "", bar, (long long)R->step, (long long)R->total_steps, loss, lr, gn, tps, eta,
                     tty ? "" : "\n");
     }
     return 1;
@@ -899,6 +908,12 @@ int main(int argc, char **argv) {
                 mem.params / 4e6, (long long)R->total_steps, (long long)S->grad_accum, S->batch.micro_batch,
                 S->batch.pack ? " rows, packed" : "", S->tc.optim_8bit ? "8-bit AdamW" : "AdamW", S->hp.lr,
                 sv("schedule"), (long long)R->warmup_steps);
+        if (S->tc.optim_8bit) {
+            char b1[32], b2[32];
+            fprintf(stderr, "ggtrain: 8-bit AdamW state %s (f32 AdamW: %s; saves %s)\n",
+                    gg_human_bytes((uint64_t)mem.optim, b1), gg_human_bytes((uint64_t)(mem.params * 2), b2),
+                    gg_human_bytes((uint64_t)(mem.params * 2 - mem.optim), sum));
+        }
     }
 
     signal(SIGINT, on_sigint);
@@ -942,10 +957,10 @@ int main(int argc, char **argv) {
                 break;
             }
         fprintf(stderr,
-                "ggtrain: %lld steps, %.0f tokens in %.1f s (%.0f tokens/s); last loss %.4f%s; peak RSS %.0f MB; "
+                "ggtrain: %lld steps, %.0f tokens in %.1f s (%.0f tokens/s); last loss %.4f; peak RSS %.0f MB; "
                 "wrote %s\n",
                 (long long)(R->step - first_step), tokens_run, elapsed, elapsed > 0 ? tokens_run / elapsed : 0, last,
-                "", peak_rss_bytes() / 1e6, S->out);
+                peak_rss_bytes() / 1e6, S->out);
         if (R->vb) fprintf(stderr, "ggtrain: eval loss %.4f\n", R->last_eval);
     }
     if (R->metrics) fclose(R->metrics);
