@@ -75,7 +75,7 @@ $(BUILD)/tests/%: tests/%.c tests/check.h $(LIB)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
 
 test: $(ALL) $(TESTS)
-	@GG_BIN=$(BIN) GG_TESTBIN=$(BUILD)/tests bash tests/run.sh
+	@GG_BIN=$(BIN) GG_TESTBIN=$(BUILD)/tests GG_SANITIZE=$(SANITIZE) bash tests/run.sh
 
 # libFuzzer harnesses (clang): tests/fuzz_*.c, each run FUZZ_SECONDS seconds
 # on the corpus in tests/fuzz/corpus/NAME.

@@ -802,6 +802,23 @@ static int train_step(run *R, double t_start, int64_t first_step) {
     return 1;
 }
 
+static void run_free(run *R) {
+    if (R->metrics) fclose(R->metrics);
+    gg_trainer_free(R->t);
+    gg_batcher_free(R->tb);
+    gg_batcher_free(R->vb);
+    gg_data_free(&R->train);
+    gg_data_free(&R->val);
+    gg_tokenizer_free(R->tok);
+    gg_model_free(R->m);
+    gg_backend_free(R->be);
+    gg_file_close(R->f);
+    free(R->hist);
+    for (size_t i = 0; i < N_OPTS; i++) free(owned[i]);
+    for (size_t i = 0; i < n_data_files; i++) free(data_files[i]);
+    free(data_files);
+}
+
 int main(int argc, char **argv) {
     parse_args(argc, argv);
     run R0 = {0}, *R = &R0;
@@ -819,7 +836,7 @@ int main(int argc, char **argv) {
     if (S->estimate) {
         int64_t rows = (int64_t)S->batch.micro_batch * (int64_t)S->data.seq_len;
         print_estimate(S, R->f, &cfg, rows, stdout);
-        gg_file_close(R->f);
+        run_free(R);
         return 0;
     }
 
@@ -843,10 +860,7 @@ int main(int argc, char **argv) {
     }
     if (S->preprocess_only) {
         if (S->debug_data >= 0) gg_data_debug(stdout, &R->train, R->tok, (size_t)S->debug_data);
-        gg_data_free(&R->train);
-        gg_data_free(&R->val);
-        gg_tokenizer_free(R->tok);
-        gg_file_close(R->f);
+        run_free(R);
         return 0;
     }
     if (!R->train.n_samples) gg_die(TOOL, "no training samples left (see the counts above)");
@@ -938,6 +952,7 @@ int main(int argc, char **argv) {
         save_checkpoint(R);
         fprintf(stderr, "ggtrain: interrupted at step %lld; continue with --resume %s\n", (long long)R->step,
                 S->ckpt_dir);
+        run_free(R);
         return 130;
     }
     if (isatty(2) && !S->quiet) fputc('\n', stderr);
@@ -963,19 +978,6 @@ int main(int argc, char **argv) {
                 peak_rss_bytes() / 1e6, S->out);
         if (R->vb) fprintf(stderr, "ggtrain: eval loss %.4f\n", R->last_eval);
     }
-    if (R->metrics) fclose(R->metrics);
-    gg_trainer_free(R->t);
-    gg_batcher_free(R->tb);
-    gg_batcher_free(R->vb);
-    gg_data_free(&R->train);
-    gg_data_free(&R->val);
-    gg_tokenizer_free(R->tok);
-    gg_model_free(R->m);
-    gg_backend_free(R->be);
-    gg_file_close(R->f);
-    free(R->hist);
-    for (size_t i = 0; i < N_OPTS; i++) free(owned[i]);
-    for (size_t i = 0; i < n_data_files; i++) free(data_files[i]);
-    free(data_files);
+    run_free(R);
     return 0;
 }
