@@ -3,7 +3,7 @@
  * bench/train_cpu.sh reports training FLOP/s against.
  *
  *   sgemm M N K [threads]   → "sgemm_gflops=X" (best of 5, after a warm-up)
- * Build: cc -O2 bench/sgemm.c -lopenblas -o build/bench/sgemm */
+ * Build: cc -O2 -D_GNU_SOURCE bench/sgemm.c -lopenblas -o build/bench/sgemm */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>

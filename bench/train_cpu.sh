@@ -27,7 +27,7 @@ SHAPE=${GG_BENCH_SHAPE:-"1536 20 12 4 4096 32000 1000"}
 read -r H L NH NKV FFN V _ <<<"$SHAPE"
 mkdir -p "$DIR" build/bench
 cc -std=c11 -O2 -D_GNU_SOURCE bench/gen_hf.c -o build/bench/gen_hf
-cc -std=c11 -O2 bench/sgemm.c -lopenblas -o build/bench/sgemm
+cc -std=c11 -O2 -D_GNU_SOURCE bench/sgemm.c -lopenblas -o build/bench/sgemm
 M="$DIR/train-${H}x${L}"
 [ -f "$M/config.json" ] || { echo "generating $M ..." >&2; build/bench/gen_hf "$M" $SHAPE >&2; }
 [ -x bin/ggtrain ] || make -s
