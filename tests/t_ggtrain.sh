@@ -60,6 +60,10 @@ common=(-q -m "$T/base-nf4.gg" -d "$T/task/train.jsonl" --max-steps 20 --micro-b
 cmp -s "$T/straight.gg" "$T/saved.gg" || fail "checkpointing changed the result"
 "$BIN/ggtrain" "${common[@]}" -o "$T/resumed.gg" --resume "$T/saved.gg.ckpt/step-00000010"
 cmp "$T/straight.gg" "$T/resumed.gg" || fail "20 steps and 10 + resume 10 differ"
+# --keep: only the newest checkpoints stay
+[ "$(ls "$T/saved.gg.ckpt" | tr '\n' ' ')" = "step-00000010 step-00000020 " ] || fail "checkpoints: $(ls "$T/saved.gg.ckpt")"
+"$BIN/ggtrain" "${common[@]}" -o "$T/k.gg" --save-every 5 --keep 2
+[ "$(ls "$T/k.gg.ckpt" | tr '\n' ' ')" = "step-00000015 step-00000020 " ] || fail "--keep 2: $(ls "$T/k.gg.ckpt")"
 # 8-bit optimizer state resumes too
 "$BIN/ggtrain" "${common[@]}" --optim adamw8bit -o "$T/s8.gg" --save-every 10
 "$BIN/ggtrain" "${common[@]}" --optim adamw8bit -o "$T/r8.gg" --resume "$T/s8.gg.ckpt/step-00000010"
@@ -139,4 +143,9 @@ head -c 200 "$T/p.svg" | grep -q "<svg" && tail -c 20 "$T/p.svg" | grep -q "</sv
     --max-grad-norm 0 --warmup 0 2>"$T/err" && fail "lr 10 did not blow up"
 grep -q "is NaN\|is infinite" "$T/err" || fail "watchdog: $(cat "$T/err")"
 [ ! -e "$T/nan.gg" ] || fail "watchdog wrote the adapter"
+# the loss-spike watchdog (a threshold under 1 trips it on an ordinary run)
+"$BIN/ggtrain" -q -m "$T/base-f32.gg" -d "$T/task/train.jsonl" -o "$T/spike.gg" --max-steps 30 \
+    --loss-spike 0.5 --spike-steps 3 2>"$T/err" && fail "the spike watchdog did not stop the run"
+grep -q "over 0.5 x its earlier mean for 3 steps" "$T/err" || fail "spike watchdog: $(cat "$T/err")"
+[ ! -e "$T/spike.gg" ] || fail "the spike watchdog wrote the adapter"
 echo ok

@@ -945,6 +945,7 @@ int main(int argc, char **argv) {
                             "stopping without writing %s (%s%s)\n",
                     isatty(2) ? "\n" : "", (long long)R->step, S->loss_spike, (long long)S->spike_steps, S->out,
                     R->last_ckpt[0] ? "last good checkpoint: " : "no checkpoint written yet", R->last_ckpt);
+            run_free(R);
             return 1;
         }
     }
