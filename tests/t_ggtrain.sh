@@ -126,6 +126,12 @@ grep -q "bad.yml:2: unknown key 'frobnicate'" "$T/err" || fail "unknown key: $(c
 "$BIN/ggtrain" -m "$T/base-f32.gg" -d "$T/task/train.jsonl" --preprocess-only --debug-data 1 >"$T/dbg" 2>"$T/dbg.err"
 grep -q ':T' "$T/dbg" && grep -q ':M' "$T/dbg" || fail "--debug-data shows no trained/masked tokens"
 grep -q "48 samples" "$T/dbg.err" || fail "--preprocess-only summary: $(cat "$T/dbg.err")"
+# chat data with a built-in template and with a Jinja file: only the assistant's reply is trained
+echo '{"messages": [{"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris."}]}' >"$T/chat.jsonl"
+for tmpl in llama2 tests/fixtures/chat/mistral.jinja; do
+    "$BIN/ggtrain" -m "$T/base-f32.gg" -d "$T/chat.jsonl" --chat-template "$tmpl" --preprocess-only --debug-data 1 >"$T/dbg" 2>/dev/null
+    grep -q '"▁Paris":T' "$T/dbg" && ! grep -q '"▁France":T' "$T/dbg" || fail "chat masking ($tmpl): $(cat "$T/dbg")"
+done
 { head -n 2 "$T/task/train.jsonl"; echo '{"instruction": "x"'; } >"$T/bad.jsonl"
 "$BIN/ggtrain" -m "$T/base-f32.gg" -d "$T/bad.jsonl" -o "$T/x.gg" 2>"$T/err" && fail "bad line accepted"
 grep -q "bad.jsonl:3:" "$T/err" || fail "bad line: $(cat "$T/err")"

@@ -23,7 +23,9 @@
 
 #include "convert/adapter.h"
 #include "convert/config.h"
+#include "convert/json_util.h"
 #include "convert/plot.h"
+#include "models/chat.h"
 #include "models/checkpoint.h"
 #include "models/data.h"
 #include "models/tokenizer.h"
@@ -52,7 +54,7 @@ static const optdef OPTS[] = {
     {"format", 1, "auto", "auto|alpaca|sharegpt|chat|completion|pretokenized"},
     {"chat-template", 1, "", "chat template for sharegpt/chat data: a built-in name or a Jinja file"},
     {"train-on-inputs", 0, "false", "train on prompt tokens too (default: responses only)"},
-    {"seq-len", 1, "512", "longest sample in tokens (at most the model's context); longer ones keep their first seq-len tokens"},
+    {"seq-len", 1, "512", "longest sample in tokens (capped at the model's context); a longer one keeps its first N"},
     {"pack", 0, "false", "pack several samples into each seq-len row (no attention across them)"},
     {"val-split", 1, "0", "hold out this fraction (< 1) or count (>= 1) of samples for eval"},
     {"val-data", 1, "", "evaluation data (JSONL), instead of --val-split"},
@@ -131,6 +133,57 @@ static int opt_index(const char *name) {
     return -1;
 }
 
+/* The placeholder --help shows for an option's value. */
+static const char *metavar(const char *name) {
+    static const char *const M[][2] = {
+        {"model", "BASE.gg"},
+        {"data", "FILE"},
+        {"out", "ADAPTER.gg"},
+        {"config", "FILE"},
+        {"format", "NAME"},
+        {"chat-template", "T"},
+        {"seq-len", "N"},
+        {"val-split", "F|N"},
+        {"val-data", "FILE"},
+        {"eval-every", "N"},
+        {"debug-data", "N"},
+        {"r", "N"},
+        {"alpha", "A"},
+        {"lora-dropout", "P"},
+        {"targets", "LIST"},
+        {"init-adapter", "PATH"},
+        {"optim", "NAME"},
+        {"lr", "LR"},
+        {"weight-decay", "W"},
+        {"adam-beta1", "B1"},
+        {"adam-beta2", "B2"},
+        {"adam-eps", "EPS"},
+        {"schedule", "NAME"},
+        {"warmup", "N|F"},
+        {"max-grad-norm", "G"},
+        {"micro-batch", "N"},
+        {"grad-accum", "N"},
+        {"epochs", "N"},
+        {"max-steps", "N"},
+        {"seed", "S"},
+        {"peft-out", "DIR"},
+        {"save-every", "N"},
+        {"keep", "K"},
+        {"checkpoint-dir", "DIR"},
+        {"resume", "DIR"},
+        {"metrics", "FILE"},
+        {"plot", "FILE.svg"},
+        {"dump-grads", "FILE"},
+        {"loss-spike", "X"},
+        {"spike-steps", "N"},
+        {"log-every", "N"},
+        {"threads", "N"},
+        {"device", "DEV"}};
+    for (size_t i = 0; i < sizeof M / sizeof *M; i++)
+        if (!strcmp(M[i][0], name)) return M[i][1];
+    return "X";
+}
+
 static void usage(FILE *f) {
     fprintf(f, "usage: ggtrain -m BASE.gg -d DATA.jsonl -o ADAPTER.gg [options]\n"
                "       ggtrain -m BASE.gg --estimate [options]\n"
@@ -139,15 +192,15 @@ static void usage(FILE *f) {
         char lhs[64];
         const char *s = OPTS[i].name;
         char shortf = !strcmp(s, "model") ? 'm' : !strcmp(s, "data") ? 'd' : !strcmp(s, "out") ? 'o' : !strcmp(s, "quiet") ? 'q' : 0;
-        snprintf(lhs, sizeof lhs, "%s%c%s--%s%s", shortf ? "-" : "  ", shortf ? shortf : ' ', shortf ? ", " : "  ", s,
-                 OPTS[i].arg ? " X" : "");
-        fprintf(f, "  %-26s %s", lhs, OPTS[i].help);
+        if (shortf) snprintf(lhs, sizeof lhs, "-%c, --%s%s%s", shortf, s, OPTS[i].arg ? " " : "", OPTS[i].arg ? metavar(s) : "");
+        else snprintf(lhs, sizeof lhs, "    --%s%s%s", s, OPTS[i].arg ? " " : "", OPTS[i].arg ? metavar(s) : "");
+        fprintf(f, "  %-27s %s", lhs, OPTS[i].help);
         if (OPTS[i].arg && *OPTS[i].def) fprintf(f, " (default %s)", OPTS[i].def);
         fputc('\n', f);
     }
-    fprintf(f, "  -h, --help                 this help\n\n"
-               "Config files use the same names (lora_r, learning_rate, micro_batch_size, ... as in Axolotl\n"
-               "recipes are accepted too). The step's loss is the mean over all target tokens of its\n"
+    fprintf(f, "  -h, --help                  this help\n\n"
+               "Config files use the same names; Axolotl's (lora_r, learning_rate, micro_batch_size, ...)\n"
+               "are accepted too. The step's loss is the mean over all target tokens of its\n"
                "micro-batches. Ctrl-C writes a checkpoint and exits; --resume continues bit-identically.\n");
 }
 
@@ -339,6 +392,14 @@ static void resolve(settings *S) {
     S->data.train_on_inputs = bv("train-on-inputs");
     S->data.skip_bad = bv("skip-bad");
     S->data.chat_template = opt_str("chat-template");
+    if (S->data.chat_template && !gg_chat_builtin(S->data.chat_template)) { /* a Jinja file */
+        static char *tmpl;
+        size_t len;
+        if (gg_read_small_file(S->data.chat_template, 1 << 20, "chat template", &tmpl, &len, &err))
+            gg_die(TOOL, "%s: %s (expected a built-in name: alpaca, chatml, llama2, llama3, or a Jinja file)",
+                   from_of("chat-template"), err.msg);
+        S->data.chat_template = tmpl;
+    }
     S->val_split = dv("val-split", 0, 1e12);
     S->eval_every = iv("eval-every", 0, 1L << 40);
 
