@@ -9,6 +9,10 @@ NVCC     ?= $(shell command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc
 # CUDA=1 builds the CUDA backend; by default it is built when nvcc is found.
 CUDA     ?= $(if $(wildcard $(NVCC)),1,0)
 SANITIZE ?= 0
+# MPI=1 builds ggtrain with data parallelism over MPI (OpenMPI's mpicc);
+# by default when mpicc is found. MPI=0 builds it without.
+MPICC    ?= $(shell command -v mpicc 2>/dev/null)
+MPI      ?= $(if $(MPICC),1,0)
 FUZZ_SECONDS ?= 60
 
 CFLAGS_BASE = -std=c11 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
@@ -66,7 +70,12 @@ $(CUDA_LIB): $(CUDA_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BIN)/%: tools/%.c $(LIB)
+ifeq ($(MPI),1)
+$(BIN)/ggtrain: CFLAGS += -DGG_MPI $(shell $(MPICC) --showme:compile)
+$(BIN)/ggtrain: LDLIBS += $(shell $(MPICC) --showme:link)
+endif
+
+$(BIN)/%: tools/%.c $(LIB) $(wildcard tools/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
 

@@ -1031,3 +1031,28 @@ size_t gg_batcher_epoch_batches(gg_batcher *b, uint64_t epoch) {
 }
 
 int64_t gg_batcher_max_tokens(const gg_batcher *b) { return b->cap_tokens; }
+
+void gg_batch_shard(const gg_batch *b, int rank, int size, gg_batch *out, int32_t *k_lo_buf) {
+    memset(out, 0, sizeof *out);
+    int64_t rows = b->n_rows, lo_row = rows * rank / size, hi_row = rows * (rank + 1) / size;
+    int64_t jlo = 0, jhi;
+    while (jlo < b->n_samples && (int64_t)b->row[jlo] < lo_row) jlo++;
+    jhi = jlo;
+    while (jhi < b->n_samples && (int64_t)b->row[jhi] < hi_row) jhi++;
+    if (jhi == jlo) return;
+    int64_t t0 = b->seg[jlo], t1 = b->seg[jhi];
+    out->n = t1 - t0;
+    out->ids = b->ids + t0;
+    out->pos = b->pos + t0;
+    out->targets = b->targets + t0;
+    out->k_lo = k_lo_buf;
+    for (int64_t t = t0; t < t1; t++) {
+        k_lo_buf[t - t0] = b->k_lo[t] - (int32_t)t0;
+        out->n_targets += b->targets[t] >= 0;
+    }
+    out->n_samples = jhi - jlo;
+    out->n_rows = hi_row - lo_row;
+    out->seg = b->seg + jlo;
+    out->sample = b->sample + jlo;
+    out->row = b->row + jlo;
+}

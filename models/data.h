@@ -228,6 +228,15 @@ gg_batcher_state gg_batcher_get_state(const gg_batcher *b);
 /* Resume: the cursor must be <= the number of samples. */
 int gg_batcher_set_state(gg_batcher *b, gg_batcher_state s, gg_err *err);
 
+/* Data parallelism: rank `rank` of `size` ranks takes its share of a
+ * global micro-batch b — whole packed rows (whole samples without packing),
+ * rows [rank·R/size, (rank+1)·R/size) of b's R rows, so the shares of all
+ * ranks are b. out's ids, pos and targets point into b; k_lo is rebased into
+ * k_lo_buf (b->n ints); seg, sample and row point into b's (seg values are
+ * b's offsets). A share may be empty (n = 0) when b has fewer rows than
+ * there are ranks. */
+void gg_batch_shard(const gg_batch *b, int rank, int size, gg_batch *out, int32_t *k_lo_buf);
+
 /* Without consuming anything: the target tokens of the next k micro-batches
  * of the current epoch (fewer at its end: *n_batches gets how many there
  * are; may be NULL; it never looks into the next epoch). For gradient

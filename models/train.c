@@ -667,6 +667,11 @@ int gg_trainer_step(gg_trainer *t, const gg_adamw_hp *hp_in, gg_err *err) {
 }
 
 int64_t gg_trainer_steps_done(const gg_trainer *t) { return t->steps; }
+
+float *gg_trainer_grad_data(gg_trainer *t, size_t *n) {
+    *n = t->n_params;
+    return t->G;
+}
 gg_lora *gg_trainer_lora(gg_trainer *t) { return &t->lora; }
 
 void gg_trainer_lora_info(const gg_trainer *t, int64_t *r, double *alpha, int *rslora, unsigned *targets) {

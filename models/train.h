@@ -58,6 +58,9 @@ int gg_trainer_micro(gg_trainer *t, const int32_t *ids, const int32_t *pos, cons
 /* Loss only (no dropout, no gradients). */
 int gg_trainer_eval(gg_trainer *t, const int32_t *ids, const int32_t *pos, const int32_t *k_lo,
                     const int32_t *targets, int64_t n, double *loss_sum, int64_t *n_targets, gg_err *err);
+/* The flat accumulated gradient (backend memory: host memory on the CPU
+ * backend) and its length, for summing over data-parallel ranks. */
+float *gg_trainer_grad_data(gg_trainer *t, size_t *n);
 /* L2 norm of the accumulated gradient. */
 int gg_trainer_grad_norm(gg_trainer *t, double *norm, gg_err *err);
 /* Optimizer step with these hyper-parameters (hp->step is the trainer's

@@ -31,9 +31,10 @@
 #include "models/tokenizer.h"
 #include "models/train.h"
 #include "tools/common.h"
+#include "tools/dist.h"
 #include "tools/engine.h"
 
-static const char *TOOL = "ggtrain";
+static const char *TOOL = "ggtrain"; /* "ggtrain (rank R)" under mpirun */
 
 /* ------------------------------------------------------------------------ */
 /* Options: one table drives getopt, --config keys and --help                  */
@@ -88,7 +89,7 @@ static const optdef OPTS[] = {
     {"grad-ckpt", 0, "false", "gradient checkpointing: recompute each block in backward"},
     /* outputs */
     {"peft-out", 1, "", "also write a PEFT folder (adapter_config.json + adapter_model.safetensors)"},
-    {"save-every", 1, "0", "write a checkpoint every N steps (0 = only on Ctrl-C)"},
+    {"save-every", 1, "0", "write a checkpoint every N steps (0 = only on Ctrl-C / SIGUSR1)"},
     {"keep", 1, "2", "checkpoints to keep"},
     {"checkpoint-dir", 1, "", "where checkpoints go (default OUT.ckpt)"},
     {"resume", 1, "", "continue from a checkpoint (its folder, or the checkpoint-dir for the latest)"},
@@ -99,7 +100,8 @@ static const optdef OPTS[] = {
     {"spike-steps", 1, "10", "... for this many steps in a row (0 disables with --loss-spike 0)"},
     {"log-every", 1, "10", "without a terminal: print a progress line every N steps"},
     {"estimate", 0, "false", "print the predicted peak memory for these settings and exit"},
-    {"threads", 1, "0", "CPU threads (0 = one per core)"},
+    {"threads", 1, "0", "CPU threads (0 = one per core, shared among the ranks of a host under mpirun)"},
+    {"dist-timeout", 1, "600", "under mpirun: abort the job when the other ranks do not answer for N seconds"},
     {"device", 1, "cpu", "cpu|cuda"},
     {"quiet", 0, "false", "no progress output"},
 };
@@ -174,6 +176,7 @@ static const char *metavar(const char *name) {
         {"metrics", "FILE"},
         {"plot", "FILE.svg"},
         {"dump-grads", "FILE"},
+        {"dist-timeout", "S"},
         {"loss-spike", "X"},
         {"spike-steps", "N"},
         {"log-every", "N"},
@@ -330,6 +333,7 @@ typedef struct settings {
     double warmup, max_grad_norm, loss_spike;
     int64_t grad_accum, epochs, max_steps, eval_every, save_every, keep, spike_steps, log_every;
     int threads, quiet, estimate, preprocess_only;
+    double dist_timeout;
     long debug_data;
     const char *device;
 } settings;
@@ -383,6 +387,7 @@ static void resolve(settings *S) {
     S->preprocess_only = bv("preprocess-only");
     S->quiet = bv("quiet");
     S->threads = (int)iv("threads", 0, 4096);
+    S->dist_timeout = dv("dist-timeout", 1, 1e9);
     S->debug_data = opt_str("debug-data") ? (long)iv("debug-data", 0, 1L << 30) : -1;
 
     gg_err err;
@@ -574,6 +579,8 @@ typedef struct run {
     double tokens_seen, last_eval;
     FILE *metrics;
     char last_ckpt[4200];
+    int32_t *k_lo_buf; /* a rank's share of a batch: rebased k_lo */
+    double allreduce_s; /* time in the gradient all-reduce, this step */
 } run;
 
 static void hist_push(run *R, double step, double loss, double lr, int is_eval) {
@@ -684,17 +691,19 @@ static double eval_loss(run *R) {
     if (!R->vb) return NAN;
     gg_err err;
     if (gg_batcher_set_state(R->vb, (gg_batcher_state){0, 0}, &err)) die_err(&err);
-    gg_batch b;
-    double sum = 0;
-    int64_t nt = 0;
+    gg_batch b, mine;
+    double acc[2] = {0, 0}; /* Σ loss, targets */
     while (gg_batcher_next(R->vb, &b)) {
         double l;
         int64_t k;
-        if (gg_trainer_eval(R->t, b.ids, b.pos, b.k_lo, b.targets, b.n, &l, &k, &err)) die_err(&err);
-        sum += l;
-        nt += k;
+        gg_batch_shard(&b, gg_dist_g.rank, gg_dist_g.size, &mine, R->k_lo_buf);
+        if (!mine.n) continue;
+        if (gg_trainer_eval(R->t, mine.ids, mine.pos, mine.k_lo, mine.targets, mine.n, &l, &k, &err)) die_err(&err);
+        acc[0] += l;
+        acc[1] += (double)k;
     }
-    return nt ? sum / (double)nt : NAN;
+    gg_dist_sum_f64(acc, 2);
+    return acc[1] > 0 ? acc[0] / acc[1] : NAN;
 }
 
 static void write_plot(run *R) {
@@ -801,21 +810,35 @@ static int train_step(run *R, double t_start, int64_t first_step) {
         T = gg_batcher_peek_targets(R->tb, (size_t)S->grad_accum, &nb);
         if (!nb) return 0;
     }
-    double t0 = gg_now(), lsum = 0;
-    int64_t ntok = 0, ntg = 0;
+    double t0 = gg_now();
+    double acc[4] = {0, 0, 0, 0}; /* Σ loss, tokens, targets, stop requests — summed over the ranks */
     for (size_t k = 0; k < nb; k++) {
-        gg_batch b;
+        gg_batch b, mine;
         if (!gg_batcher_next(R->tb, &b)) gg_die(TOOL, "internal: batcher ended early");
+        gg_batch_shard(&b, gg_dist_g.rank, gg_dist_g.size, &mine, R->k_lo_buf);
+        if (!mine.n) continue;
         double l;
         int64_t nt;
-        uint64_t key = (uint64_t)R->step * 65536u + k;
-        if (gg_trainer_micro(R->t, b.ids, b.pos, b.k_lo, b.targets, b.n, 1.0f / (float)T, key, &l, &nt, &err))
+        uint64_t key = ((uint64_t)R->step * 65536u + k) * 1024u + (uint64_t)gg_dist_g.rank;
+        if (gg_trainer_micro(R->t, mine.ids, mine.pos, mine.k_lo, mine.targets, mine.n, 1.0f / (float)T, key, &l,
+                             &nt, &err))
             die_err(&err);
-        lsum += l;
-        ntok += b.n;
-        ntg += nt;
+        acc[0] += l;
+        acc[1] += (double)mine.n;
+        acc[2] += (double)nt;
     }
-    double loss = lsum / (double)(ntg ? ntg : 1), gn;
+    if (gg_dist_g.size > 1) { /* the step's gradient is the sum of the ranks' (each scaled by 1/T, T global) */
+        double ta = gg_now();
+        size_t ng;
+        float *g = gg_trainer_grad_data(R->t, &ng);
+        gg_dist_sum_f32(g, ng);
+        acc[3] = g_interrupted;
+        gg_dist_sum_f64(acc, 4);
+        if (acc[3] > 0) g_interrupted = 1; /* stop together */
+        R->allreduce_s = gg_now() - ta;
+    }
+    int64_t ntok = (int64_t)acc[1], ntg = (int64_t)acc[2];
+    double loss = acc[0] / (double)(ntg ? ntg : 1), gn;
     if (gg_trainer_grad_norm(R->t, &gn, &err)) die_err(&err);
     if (!isfinite(loss) || !isfinite(gn))
         gg_die(TOOL, "step %lld: %s is %s; stopping without applying it (%s%s)", (long long)R->step + 1,
@@ -837,8 +860,10 @@ static int train_step(run *R, double t_start, int64_t first_step) {
     if (R->metrics) {
         fprintf(R->metrics,
                 "{\"step\":%lld,\"epoch\":%.4f,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens\":%lld,"
-                "\"target_tokens\":%lld,\"tokens_per_s\":%.1f,\"elapsed_s\":%.3f}\n",
+                "\"target_tokens\":%lld,\"tokens_per_s\":%.1f,\"elapsed_s\":%.3f",
                 (long long)R->step, epoch, loss, lr, gn, (long long)ntok, (long long)ntg, tps, gg_now() - t_start);
+        if (gg_dist_g.size > 1) fprintf(R->metrics, ",\"ranks\":%d,\"allreduce_s\":%.6f", gg_dist_g.size, R->allreduce_s);
+        fputs("}\n", R->metrics);
         fflush(R->metrics);
     }
     if (!S->quiet) {
@@ -875,17 +900,38 @@ static void run_free(run *R) {
     gg_backend_free(R->be);
     gg_file_close(R->f);
     free(R->hist);
+    free(R->k_lo_buf);
     for (size_t i = 0; i < N_OPTS; i++) free(owned[i]);
     for (size_t i = 0; i < n_data_files; i++) free(data_files[i]);
     free(data_files);
 }
 
 int main(int argc, char **argv) {
+    if (gg_dist_init(&argc, &argv)) return 1;
+    static char tool_name[64];
+    if (gg_dist_g.size > 1) {
+        snprintf(tool_name, sizeof tool_name, "ggtrain (rank %d of %d)", gg_dist_g.rank, gg_dist_g.size);
+        TOOL = tool_name;
+    }
     parse_args(argc, argv);
     run R0 = {0}, *R = &R0;
     settings *S = &R->S;
     resolve(S);
     gg_err err;
+    gg_dist_set_timeout(S->dist_timeout);
+    if (gg_dist_g.rank > 0) { /* rank 0 alone reports and writes files */
+        S->quiet = 1;
+        S->metrics = S->plot = S->dump_grads = S->peft_out = NULL;
+    }
+    if (gg_dist_g.size > 1) {
+        if (strcmp(S->device, "cpu")) gg_die(TOOL, "data parallel on --device %s is not built yet (cpu only)", S->device);
+        if (!S->threads) {
+            const char *ls = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+            long nc = sysconf(_SC_NPROCESSORS_ONLN), local = ls && atoi(ls) > 0 ? atoi(ls) : 1;
+            S->threads = (int)(nc / local > 0 ? nc / local : 1);
+        }
+        S->batch.micro_batch *= (size_t)gg_dist_g.size; /* the global micro-batch; each rank takes its share */
+    }
     if (gg_file_open(&R->f, S->model, 0, &err)) die_err(&err);
     gg_model_config cfg;
     if (gg_model_config_read(&cfg, R->f, &err)) die_err(&err);
@@ -896,8 +942,9 @@ int main(int argc, char **argv) {
                (long long)cfg.context_length);
     if (S->estimate) {
         int64_t rows = (int64_t)S->batch.micro_batch * (int64_t)S->data.seq_len;
-        print_estimate(S, R->f, &cfg, rows, stdout);
+        if (gg_dist_g.rank == 0) print_estimate(S, R->f, &cfg, rows / gg_dist_g.size, stdout);
         run_free(R);
+        gg_dist_finalize();
         return 0;
     }
 
@@ -920,8 +967,9 @@ int main(int argc, char **argv) {
         if (!S->quiet || S->preprocess_only) fprintf(stderr, "ggtrain: eval data: %s\n", sum);
     }
     if (S->preprocess_only) {
-        if (S->debug_data >= 0) gg_data_debug(stdout, &R->train, R->tok, (size_t)S->debug_data);
+        if (S->debug_data >= 0 && gg_dist_g.rank == 0) gg_data_debug(stdout, &R->train, R->tok, (size_t)S->debug_data);
         run_free(R);
+        gg_dist_finalize();
         return 0;
     }
     if (!R->train.n_samples) gg_die(TOOL, "no training samples left (see the counts above)");
@@ -944,6 +992,8 @@ int main(int argc, char **argv) {
     int64_t max_tok = gg_batcher_max_tokens(R->tb);
     if (R->vb && gg_batcher_max_tokens(R->vb) > max_tok) max_tok = gg_batcher_max_tokens(R->vb);
     S->tc.max_tokens = max_tok < 2 ? 2 : max_tok;
+    R->k_lo_buf = malloc((size_t)S->tc.max_tokens * sizeof *R->k_lo_buf);
+    if (!R->k_lo_buf) gg_die(TOOL, "out of memory");
     gg_lora_module *init_mods = NULL;
     size_t n_init = 0;
     gg_adapter *ia = NULL;
@@ -966,6 +1016,9 @@ int main(int argc, char **argv) {
     if (S->resume) load_checkpoint(R, S->resume);
     if (S->metrics && !(R->metrics = fopen(S->metrics, "a"))) gg_die(TOOL, "%s: %s", S->metrics, strerror(errno));
 
+    char ranks_note[64] = "";
+    if (gg_dist_g.size > 1)
+        snprintf(ranks_note, sizeof ranks_note, ", split over %d ranks of %d threads", gg_dist_g.size, S->threads);
     if (!S->quiet) {
         gg_train_mem mem;
         gg_trainer_mem(R->t, &mem);
@@ -976,12 +1029,12 @@ int main(int argc, char **argv) {
         gg_trainer_lora_info(R->t, &r, &alpha, &rs, &tg);
         fprintf(stderr,
                 "ggtrain: %s base, LoRA r %lld alpha %g on %s; %.2f M trainable parameters; %lld steps of %lld "
-                "micro-batches (%zu samples each%s); %s, lr %g %s, warmup %lld\n",
+                "micro-batches (%zu samples each%s%s); %s, lr %g %s, warmup %lld\n",
                 gg_type_name(gg_model_weight_type(R->m)), (long long)r, alpha,
                 tg == GG_TARGETS_ALL || (cfg.mlp == GG_MMLP_GELU && tg == (GG_TARGETS_ALL & ~(1u << GG_LIN_GATE)))
                     ? "all linear layers" : sv("targets"),
                 mem.params / 4e6, (long long)R->total_steps, (long long)S->grad_accum, S->batch.micro_batch,
-                S->batch.pack ? " rows, packed" : "", S->tc.optim_8bit ? "8-bit AdamW" : "AdamW", S->hp.lr,
+                S->batch.pack ? " rows, packed" : "", ranks_note, S->tc.optim_8bit ? "8-bit AdamW" : "AdamW", S->hp.lr,
                 sv("schedule"), (long long)R->warmup_steps);
         if (S->tc.optim_8bit) {
             char b1[32], b2[32];
@@ -993,6 +1046,7 @@ int main(int argc, char **argv) {
 
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);
+    signal(SIGUSR1, on_sigint); /* mpirun forwards SIGUSR1 to every rank (SIGINT ends an MPI job at once) */
     if (R->vb && R->step == 0) do_eval(R); /* the baseline */
     double t_start = gg_now();
     int64_t first_step = R->step;
@@ -1000,21 +1054,26 @@ int main(int argc, char **argv) {
     while (R->step < R->total_steps && !g_interrupted) {
         if (!train_step(R, t_start, first_step)) break;
         if (R->vb && R->step % S->eval_every == 0 && R->step < R->total_steps) do_eval(R);
-        if (S->save_every && R->step % S->save_every == 0 && !g_interrupted) save_checkpoint(R);
+        if (S->save_every && R->step % S->save_every == 0 && !g_interrupted && gg_dist_g.rank == 0)
+            save_checkpoint(R);
         if (S->loss_spike > 0 && spiking(R)) {
             fprintf(stderr, "%sggtrain: step %lld: the loss has been over %g x its earlier mean for %lld steps; "
                             "stopping without writing %s (%s%s)\n",
                     isatty(2) ? "\n" : "", (long long)R->step, S->loss_spike, (long long)S->spike_steps, S->out,
                     R->last_ckpt[0] ? "last good checkpoint: " : "no checkpoint written yet", R->last_ckpt);
             run_free(R);
+            gg_dist_finalize();
             return 1;
         }
     }
     if (g_interrupted) {
-        save_checkpoint(R);
-        fprintf(stderr, "ggtrain: interrupted at step %lld; continue with --resume %s\n", (long long)R->step,
-                S->ckpt_dir);
+        if (gg_dist_g.rank == 0) {
+            save_checkpoint(R);
+            fprintf(stderr, "ggtrain: interrupted at step %lld; continue with --resume %s\n", (long long)R->step,
+                    S->ckpt_dir);
+        }
         run_free(R);
+        gg_dist_finalize();
         return 130;
     }
     if (isatty(2) && !S->quiet) fputc('\n', stderr);
@@ -1022,8 +1081,8 @@ int main(int argc, char **argv) {
     if (R->vb) do_eval(R);
     else write_plot(R);
 
-    gg_adapter *a = adapter_of(R->t, R->m, 0, &err);
-    if (!a || gg_adapter_save_gg(a, S->out, &err)) die_err(&err);
+    gg_adapter *a = gg_dist_g.rank == 0 ? adapter_of(R->t, R->m, 0, &err) : NULL;
+    if (gg_dist_g.rank == 0 && (!a || gg_adapter_save_gg(a, S->out, &err))) die_err(&err);
     if (S->peft_out && gg_adapter_save_peft_base(a, S->peft_out, NULL, R->f, &err)) gg_die(TOOL, "--peft-out: %s", err.msg);
     gg_adapter_free(a);
     if (!S->quiet) {
@@ -1039,7 +1098,11 @@ int main(int argc, char **argv) {
                 (long long)(R->step - first_step), tokens_run, elapsed, elapsed > 0 ? tokens_run / elapsed : 0, last,
                 peak_rss_bytes() / 1e6, S->out);
         if (R->vb) fprintf(stderr, "ggtrain: eval loss %.4f\n", R->last_eval);
+        if (gg_dist_g.size > 1)
+            fprintf(stderr, "ggtrain: %d ranks; gradient all-reduce %.2f ms in the last step\n", gg_dist_g.size,
+                    1e3 * R->allreduce_s);
     }
     run_free(R);
+    gg_dist_finalize();
     return 0;
 }
