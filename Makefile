@@ -71,8 +71,8 @@ $(CUDA_LIB): $(CUDA_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 ifeq ($(MPI),1)
-$(BIN)/ggtrain: CFLAGS += -DGG_MPI $(shell $(MPICC) --showme:compile)
-$(BIN)/ggtrain: LDLIBS += $(shell $(MPICC) --showme:link)
+$(BIN)/ggtrain: private CFLAGS += -DGG_MPI $(shell $(MPICC) --showme:compile)
+$(BIN)/ggtrain: private LDLIBS += $(shell $(MPICC) --showme:link)
 endif
 
 $(BIN)/%: tools/%.c $(LIB) $(wildcard tools/*.h)

@@ -153,6 +153,7 @@ static void flush_pending(streamer *st, int final) {
     size_t keep = final || !st->max_stop ? 0 : st->max_stop - 1;
     if (keep > st->npending) keep = st->npending;
     size_t out = st->npending - keep;
+    if (!st->pending) return; /* nothing was ever generated (-n 0) */
     fwrite(st->pending, 1, out, stdout);
     memmove(st->pending, st->pending + out, keep);
     st->npending = keep;
