@@ -45,9 +45,9 @@
 #endif
 
 #include "backend-cpu/cpu_internal.h"
+#include "backend-cpu/cpu_simd.h"
 #include "backend-cpu/ref.h" /* gg_ref_adam8_map: the 8-bit code maps */
 
-#define PAR_MIN 32768     /* elements below which an op runs on the caller */
 #define SUM_BLOCK 256     /* elements per float partial sum (cross-entropy) */
 #define CE_SLICE 8192     /* columns per cross-entropy slice (32 KiB) */
 #define SUMSQ_CHUNK 4096  /* elements per sumsq partial sum */
@@ -56,28 +56,8 @@
 /* ------------------------------------------------------------------------ */
 /* Vector helpers (GCC vector extensions)                                    */
 
-#define VW 8 /* floats per vector */
-typedef float vf __attribute__((vector_size(VW * 4)));
-typedef int32_t vi __attribute__((vector_size(VW * 4)));
-typedef uint32_t vu __attribute__((vector_size(VW * 4)));
-typedef float vfu __attribute__((vector_size(VW * 4), aligned(4), may_alias)); /* unaligned */
 typedef float v4f __attribute__((vector_size(16)));
 typedef double vd __attribute__((vector_size(32)));
-
-#define INLINE static inline __attribute__((always_inline))
-#define LOADU(p) (*(const vfu *)(p))
-#define STOREU(p, x) (*(vfu *)(p) = (x))
-#define SPLAT(s) ((vf){0} + (float)(s))
-/* Lanes of a where mask m (a comparison result) is set, else of b. */
-#define VSEL(m, a, b) ((vf)(((vi)(m) & (vi)(a)) | (~(vi)(m) & (vi)(b))))
-/* max(a, b) lane-wise, b where a is NaN. */
-#define VMAX(a, b) VSEL((a) > (b), (a), (b))
-
-INLINE double hsum_d(const vf *v) {
-    double s = 0;
-    for (int k = 0; k < VW; k++) s += (*v)[k];
-    return s;
-}
 
 INLINE float hmax_f(const vf *v) {
     float r = (*v)[0];
@@ -456,12 +436,12 @@ OPT_KERNELS(base, , )
 #define NO_CONTRACT optimize("fp-contract=off")
 #define CONTRACT optimize("fp-contract=fast")
 #endif
-#define TARGET_AVX2 __attribute__((target("avx2"), NO_CONTRACT))
-#define TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx2"), NO_CONTRACT))
+#define TARGET_AVX2_NC __attribute__((target("avx2"), NO_CONTRACT))
+#define TARGET_AVX512_NC __attribute__((target("avx512f,avx512vl,avx2"), NO_CONTRACT))
 #define TARGET_AVX2_FMA __attribute__((target("avx2,fma"), CONTRACT))
 #define TARGET_AVX512_FMA __attribute__((target("avx512f,avx512vl,avx2,fma"), CONTRACT))
-OPT_KERNELS(avx2, TARGET_AVX2, TARGET_AVX2_FMA)
-OPT_KERNELS(avx512, TARGET_AVX512, TARGET_AVX512_FMA)
+OPT_KERNELS(avx2, TARGET_AVX2_NC, TARGET_AVX2_FMA)
+OPT_KERNELS(avx512, TARGET_AVX512_NC, TARGET_AVX512_FMA)
 #endif
 
 static const opt_kernels *kernels_of(gg_backend *be) {
@@ -477,32 +457,6 @@ static const opt_kernels *kernels_of(gg_backend *be) {
 
 /* ------------------------------------------------------------------------ */
 /* Running on the pool                                                       */
-
-typedef void (*range_fn)(void *ctx, int64_t lo, int64_t hi);
-
-typedef struct par_job {
-    range_fn fn;
-    void *ctx;
-    int64_t n, grain;
-} par_job;
-
-static void par_worker(void *arg, int ith, int nth) {
-    par_job *j = arg;
-    int64_t lo, hi;
-    gg_pool_split(j->n, j->grain, ith, nth, &lo, &hi);
-    if (lo < hi) j->fn(j->ctx, lo, hi);
-}
-
-/* fn over [0, n) in shares of multiples of grain: on the pool when the op
- * touches at least PAR_MIN elements (work) and has more than one grain. */
-static void par_for(gg_backend *be, int64_t n, int64_t grain, int64_t work, range_fn fn, void *ctx) {
-    if (work < PAR_MIN || n <= grain) {
-        if (n > 0) fn(ctx, 0, n);
-        return;
-    }
-    par_job j = {fn, ctx, n, grain};
-    gg_pool_run(cpu_ctx_of(be)->pool, par_worker, &j);
-}
 
 /* Out of memory inside an op that cannot fail: stop. */
 static void *optim_alloc(size_t bytes) {
