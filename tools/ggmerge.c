@@ -1,0 +1,164 @@
+/* ggmerge — merge LoRA adapters into a base .gg model:
+ *
+ *   ggmerge -m BASE.gg -a ADAPTER[:SCALE]... -o OUT.gg [-t nf4|q8|bf16|f16|f32]
+ *           [--force] [--threads N] [-v] [-q]
+ *
+ * Flags and printing only; the merge is convert/merge.c. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "convert/merge.h"
+#include "ggfmt/ggfmt.h"
+#include "tools/common.h"
+#include "tools/engine.h"
+
+static const char *TOOL = "ggmerge";
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: ggmerge -m BASE.gg -a ADAPTER[:SCALE]... -o OUT.gg [options]\n"
+            "Merge LoRA adapters into a base model: W' = W + sum of SCALE * alpha/r * B A over the\n"
+            "adapters, for every adapted linear weight. A quantized weight is dequantized, merged\n"
+            "and quantized again; the part of the adapter's delta lost to that is measured.\n"
+            "\n"
+            "  -m, --model BASE.gg     the base model (required)\n"
+            "  -a, --adapter A[:S]     a .gg adapter or a PEFT folder, with a scale S (default 1);\n"
+            "                          repeat to merge several (required, at least one)\n"
+            "  -o, --output OUT.gg     the merged model (required); written to OUT.gg.tmp, then\n"
+            "                          renamed: a failure leaves no file\n"
+            "  -t, --type T            store every linear weight of the layers as T: nf4, q8, bf16,\n"
+            "                          f16 or f32 (default: each tensor keeps the base's type, with a\n"
+            "                          warning giving the delta lost when that type is quantized)\n"
+            "      --force             merge an adapter whose base fingerprint or architecture\n"
+            "                          differs from the base's when all its shapes match\n"
+            "                          (default: refuse it)\n"
+            "      --threads N         worker threads (default: number of cores)\n"
+            "  -v, --verbose           one line per merged tensor: types, norms, lost fraction\n"
+            "  -q, --quiet             no notes or warnings; errors and the summary only\n"
+            "  -h, --help              this help\n"
+            "      --version           print the version\n"
+            "\n"
+            "Every metadata key of the base is kept; model.fingerprint gets a new value (a merged\n"
+            "model is another model: adapters made for the base are refused on it unless --force),\n"
+            "and merge.adapters / merge.base_fingerprint record the provenance. The summary line\n"
+            "gives the tensors merged and the worst and mean lost fraction\n"
+            "|Q(W+D) - Q(W) - D| / |D| (0 for f32; above 1 when requantizing moves the weights\n"
+            "by more than the delta D itself, as an nf4 base does to a small delta). Exit status\n"
+            "0 on success, 1 on any error.\n");
+}
+
+typedef struct ui {
+    int verbose, quiet;
+} ui;
+
+static void on_tensor(void *ctx, const gg_merge_tensor *t) {
+    ui *u = ctx;
+    if (!u->verbose) return;
+    fprintf(stderr, "ggmerge: %-28s %-4s -> %-4s |W| %.4g |D| %.4g lost %.4f\n", t->name, gg_type_name(t->from),
+            gg_type_name(t->to), t->weight_norm, t->delta_norm, t->lost);
+}
+
+static void on_note(void *ctx, const char *msg) {
+    ui *u = ctx;
+    if (!u->quiet) fprintf(stderr, "ggmerge: note: %s\n", msg);
+}
+
+/* Ctrl-C / SIGTERM: remove OUT.tmp (the writer's temporary name) and exit;
+ * a finished OUT has already been renamed and is kept. */
+static char tmp_path[4200];
+static void on_signal(int sig) {
+    if (tmp_path[0]) unlink(tmp_path);
+    _exit(128 + sig);
+}
+
+enum { O_FORCE = 256, O_THREADS, O_VERSION };
+
+static gg_merge_adapter *ads; /* the -a arguments (file scope: still reachable at gg_die) */
+
+int main(int argc, char **argv) {
+    const char *model = NULL, *out = NULL;
+    ads = calloc((size_t)argc, sizeof *ads);
+    size_t nads = 0;
+    gg_merge_opts o = {0};
+    ui u = {0};
+    long threads = sysconf(_SC_NPROCESSORS_ONLN);
+    if (!ads) gg_die(TOOL, "out of memory");
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},   {"adapter", required_argument, 0, 'a'},
+        {"output", required_argument, 0, 'o'},  {"type", required_argument, 0, 't'},
+        {"force", no_argument, 0, O_FORCE},     {"threads", required_argument, 0, O_THREADS},
+        {"verbose", no_argument, 0, 'v'},       {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},          {"version", no_argument, 0, O_VERSION},
+        {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "m:a:o:t:vqh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'a': {
+            char *path;
+            gg_err err;
+            if (gg_tool_adapter_arg(optarg, &path, &ads[nads].scale, &err)) gg_die(TOOL, "%s", err.msg);
+            ads[nads++].path = path;
+            break;
+        }
+        case 'o': out = optarg; break;
+        case 't':
+            if (gg_type_from_name(optarg, &o.type))
+                gg_die(TOOL, "-t '%s': expected one of nf4, q8, bf16, f16, f32", optarg);
+            o.set_type = 1;
+            break;
+        case O_FORCE: o.force = 1; break;
+        case O_THREADS:
+            if (gg_parse_int(optarg, 1, 1024, &threads))
+                gg_die(TOOL, "--threads '%s': expected an integer in 1..1024", optarg);
+            break;
+        case 'v': u.verbose = 1; break;
+        case 'q': u.quiet = 1; break;
+        case 'h': usage(stdout); return 0;
+        case O_VERSION: printf("ggmerge %s\n", GG_VERSION_STRING); return 0;
+        default: usage(stderr); return 1;
+        }
+    }
+    if (optind < argc) gg_die(TOOL, "unexpected argument '%s' (see --help)", argv[optind]);
+    if (!model) gg_die(TOOL, "no base model: give -m BASE.gg (see --help)");
+    if (!nads) gg_die(TOOL, "no adapter: give -a ADAPTER[:SCALE] (see --help)");
+    if (!out) gg_die(TOOL, "no output: give -o OUT.gg (see --help)");
+
+    if (strlen(out) + 5 > sizeof tmp_path) gg_die(TOOL, "-o: path too long");
+    snprintf(tmp_path, sizeof tmp_path, "%s.tmp", out);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    o.base_path = model;
+    o.out_path = out;
+    o.adapters = ads;
+    o.n_adapters = nads;
+    o.threads = threads < 1 ? 1 : (int)threads;
+    o.on_tensor = on_tensor;
+    o.note = on_note;
+    o.ctx = &u;
+    gg_merge_stats st;
+    gg_err err;
+    double t0 = gg_now();
+    int rc = gg_merge(&o, &st, &err);
+    for (size_t i = 0; i < nads; i++) free((char *)ads[i].path);
+    free(ads);
+    if (rc) gg_die(TOOL, "%s", err.msg);
+    char hb[32];
+    if (st.n_quantized && !o.set_type && !u.quiet)
+        fprintf(stderr,
+                "ggmerge: warning: %zu merged tensors kept the base's quantized type and lose a mean %.1f%% "
+                "(worst %.1f%%) of the adapters' delta%s; -t f16 or -t f32 keeps it\n",
+                st.n_quantized, 100 * st.qlost_mean, 100 * st.qlost_max,
+                st.qlost_max > 1 ? " (over 100%: requantizing moved the weights by more than the delta)" : "");
+    fprintf(stderr,
+            "ggmerge: wrote %s (%zu tensors, %zu merged from %zu adapter%s, %zu retyped): lost fraction worst "
+            "%.4f%s%s%s, mean %.4f; fingerprint %016llx; %s, %.2f s\n",
+            out, st.n_tensors, st.n_merged, nads, nads == 1 ? "" : "s", st.n_retyped, st.lost_max,
+            st.worst[0] ? " (" : "", st.worst, st.worst[0] ? ")" : "", st.lost_mean,
+            (unsigned long long)st.fingerprint, gg_human_bytes(st.output_bytes, hb), gg_now() - t0);
+    return 0;
+}
