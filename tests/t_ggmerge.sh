@@ -125,4 +125,20 @@ if [ "$(id -u)" != 0 ]; then # root writes into a read-only folder anyway
     [ -z "$(ls -A "$T/ro")" ] || fail "a read-only folder got a file"
     chmod 755 "$T/ro"
 fi
+
+# --hf-out: the merged model as a Hugging Face checkpoint converts back to the same model (f32: exact)
+"$BIN/ggmerge" -q -m "$T/l2.gg" -a "$L2/lora" -o "$T/hfm.gg" --hf-out "$T/hf" --hf-type f32 2>/dev/null
+[ -f "$T/hf/config.json" ] && [ -f "$T/hf/model.safetensors" ] || fail "--hf-out wrote no checkpoint"
+"$BIN/ggconvert" -q -t f32 -o "$T/hfback.gg" "$T/hf" >/dev/null 2>&1 || fail "the --hf-out checkpoint does not convert back"
+for m in hfm hfback; do
+    "$BIN/gggen" -q -m "$T/$m.gg" --ids "1 2 3 4" -n 0 --dump-logits "$T/$m.logits" >/dev/null
+done
+cmp -s "$T/hfm.logits" "$T/hfback.logits" || fail "--hf-out round trip changed the logits"
+# --peft-out: a .gg adapter back to a PEFT folder gives the same generation
+"$BIN/ggconvert" -q --lora "$L2/lora" --base "$T/l2.gg" -o "$T/l2a.gg" >/dev/null 2>&1
+"$BIN/ggmerge" -m "$T/l2.gg" -a "$T/l2a.gg" --peft-out "$T/peftout" 2>/dev/null
+[ -f "$T/peftout/adapter_config.json" ] && [ -f "$T/peftout/adapter_model.safetensors" ] || fail "--peft-out"
+a=$("$BIN/gggen" -q -m "$T/l2.gg" -a "$T/l2a.gg" --ids "1 2 3 4" -n 8 --temp 0 --ignore-eos --print-ids)
+b=$("$BIN/gggen" -q -m "$T/l2.gg" -a "$T/peftout" --ids "1 2 3 4" -n 8 --temp 0 --ignore-eos --print-ids)
+[ "$a" = "$b" ] || fail "--peft-out adapter generates differently: $a / $b"
 echo "ok t_ggmerge"

@@ -1,18 +1,23 @@
 /* ggmerge — merge LoRA adapters into a base .gg model:
  *
  *   ggmerge -m BASE.gg -a ADAPTER[:SCALE]... -o OUT.gg [-t nf4|q8|bf16|f16|f32]
- *           [--force] [--threads N] [-v] [-q]
+ *           [--hf-out DIR [--hf-type T] [--shard-mb N]] [--force] [--threads N] [-v] [-q]
+ *   ggmerge -m BASE.gg -a ADAPTER --peft-out DIR
  *
- * Flags and printing only; the merge is convert/merge.c. */
+ * Flags and printing only; the merge is convert/merge.c, the Hugging Face
+ * export convert/hf_export.c, the PEFT export convert/adapter.c. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "convert/merge.h"
 #include "ggfmt/ggfmt.h"
+#include "convert/adapter.h"
+#include "convert/hf_export.h"
 #include "tools/common.h"
 #include "tools/engine.h"
 
@@ -30,6 +35,14 @@ static void usage(FILE *f) {
             "                          repeat to merge several (required, at least one)\n"
             "  -o, --output OUT.gg     the merged model (required); written to OUT.gg.tmp, then\n"
             "                          renamed: a failure leaves no file\n"
+            "      --hf-out DIR        also write the merged model as a Hugging Face checkpoint\n"
+            "                          (config.json, safetensors with HF names, tokenizer files)\n"
+            "      --hf-type T         its weights' type: bf16, f16 or f32 (default bf16)\n"
+            "      --shard-mb N        split its safetensors into files of at most N MB (default 0:\n"
+            "                          one file)\n"
+            "      --peft-out DIR      write the one adapter given as a PEFT folder\n"
+            "                          (adapter_config.json + adapter_model.safetensors) for BASE;\n"
+            "                          with it, -o is optional (no merge then)\n"
             "  -t, --type T            store every linear weight of the layers as T: nf4, q8, bf16,\n"
             "                          f16 or f32 (default: each tensor keeps the base's type, with a\n"
             "                          warning giving the delta lost when that type is quantized)\n"
@@ -75,12 +88,42 @@ static void on_signal(int sig) {
     _exit(128 + sig);
 }
 
-enum { O_FORCE = 256, O_THREADS, O_VERSION };
+enum { O_FORCE = 256, O_THREADS, O_VERSION, O_HF_OUT, O_HF_TYPE, O_SHARD, O_PEFT_OUT };
+
+/* --peft-out: the adapter, checked against the base, as a PEFT folder. */
+static void write_peft(const char *base_path, const char *adapter_path, const char *dir) {
+    gg_err err;
+    gg_file *base = NULL;
+    gg_adapter *a = NULL;
+    struct stat st;
+    if (gg_file_open(&base, base_path, 0, &err)) gg_die(TOOL, "%s", err.msg);
+    if (stat(adapter_path, &st)) gg_die(TOOL, "adapter '%s': no such file or folder", adapter_path);
+    if ((S_ISDIR(st.st_mode) ? gg_adapter_load_peft(&a, adapter_path, base, &err)
+                             : gg_adapter_load_gg(&a, adapter_path, &err)) ||
+        gg_adapter_save_peft_base(a, dir, NULL, base, &err))
+        gg_die(TOOL, "--peft-out: %s", err.msg);
+    fprintf(stderr, "ggmerge: wrote %s (PEFT adapter, %zu modules, r %lld)\n", dir, a->n, (long long)a->r);
+    gg_adapter_free(a);
+    gg_file_close(base);
+}
+
+/* --hf-out: the merged model as a Hugging Face checkpoint. */
+static void write_hf(const char *gg_path, const char *dir, gg_type t, long shard_mb) {
+    gg_err err;
+    gg_file *f = NULL;
+    double t0 = gg_now();
+    if (gg_file_open(&f, gg_path, 0, &err) || gg_hf_export(f, dir, t, (size_t)shard_mb * 1000000, &err))
+        gg_die(TOOL, "--hf-out: %s", err.msg);
+    gg_file_close(f);
+    fprintf(stderr, "ggmerge: wrote %s (Hugging Face checkpoint, %s, %.2f s)\n", dir, gg_type_name(t), gg_now() - t0);
+}
 
 static gg_merge_adapter *ads; /* the -a arguments (file scope: still reachable at gg_die) */
 
 int main(int argc, char **argv) {
-    const char *model = NULL, *out = NULL;
+    const char *model = NULL, *out = NULL, *hf_out = NULL, *peft_out = NULL;
+    gg_type hf_type = GG_TYPE_BF16;
+    long shard_mb = 0;
     ads = calloc((size_t)argc, sizeof *ads);
     size_t nads = 0;
     gg_merge_opts o = {0};
@@ -93,6 +136,8 @@ int main(int argc, char **argv) {
         {"force", no_argument, 0, O_FORCE},     {"threads", required_argument, 0, O_THREADS},
         {"verbose", no_argument, 0, 'v'},       {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},          {"version", no_argument, 0, O_VERSION},
+        {"hf-out", required_argument, 0, O_HF_OUT}, {"hf-type", required_argument, 0, O_HF_TYPE},
+        {"shard-mb", required_argument, 0, O_SHARD}, {"peft-out", required_argument, 0, O_PEFT_OUT},
         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "m:a:o:t:vqh", opts, NULL)) != -1) {
@@ -116,6 +161,16 @@ int main(int argc, char **argv) {
             if (gg_parse_int(optarg, 1, 1024, &threads))
                 gg_die(TOOL, "--threads '%s': expected an integer in 1..1024", optarg);
             break;
+        case O_HF_OUT: hf_out = optarg; break;
+        case O_HF_TYPE:
+            if (gg_type_from_name(optarg, &hf_type) || gg_type_is_quantized(hf_type))
+                gg_die(TOOL, "--hf-type '%s': expected bf16, f16 or f32", optarg);
+            break;
+        case O_SHARD:
+            if (gg_parse_int(optarg, 0, 1000000, &shard_mb))
+                gg_die(TOOL, "--shard-mb '%s': expected an integer in 0..1000000", optarg);
+            break;
+        case O_PEFT_OUT: peft_out = optarg; break;
         case 'v': u.verbose = 1; break;
         case 'q': u.quiet = 1; break;
         case 'h': usage(stdout); return 0;
@@ -126,6 +181,15 @@ int main(int argc, char **argv) {
     if (optind < argc) gg_die(TOOL, "unexpected argument '%s' (see --help)", argv[optind]);
     if (!model) gg_die(TOOL, "no base model: give -m BASE.gg (see --help)");
     if (!nads) gg_die(TOOL, "no adapter: give -a ADAPTER[:SCALE] (see --help)");
+    if (peft_out) {
+        if (nads != 1) gg_die(TOOL, "--peft-out converts one adapter; %zu given", nads);
+        write_peft(model, ads[0].path, peft_out);
+        if (!out) {
+            free((char *)ads[0].path);
+            free(ads);
+            return 0;
+        }
+    }
     if (!out) gg_die(TOOL, "no output: give -o OUT.gg (see --help)");
 
     if (strlen(out) + 5 > sizeof tmp_path) gg_die(TOOL, "-o: path too long");
@@ -160,5 +224,6 @@ int main(int argc, char **argv) {
             out, st.n_tensors, st.n_merged, nads, nads == 1 ? "" : "s", st.n_retyped, st.lost_max,
             st.worst[0] ? " (" : "", st.worst, st.worst[0] ? ")" : "", st.lost_mean,
             (unsigned long long)st.fingerprint, gg_human_bytes(st.output_bytes, hb), gg_now() - t0);
+    if (hf_out) write_hf(out, hf_out, hf_type, shard_mb);
     return 0;
 }
