@@ -80,7 +80,7 @@ grep -q "^ggmerge: warning: 12 merged tensors kept the base's quantized type and
     fail "nf4 warning: $(cat "$T/log")"
 lost=$(sed -n 's/.*lost fraction worst \([0-9.]*\).*/\1/p' "$T/log")
 awk -v x="$lost" 'BEGIN { exit !(x > 0 && x <= 1) }' || fail "nf4 worst lost fraction '$lost'"
-"$BIN/gginfo" --tensors "$T/m4.gg" | grep -q 'layers.0.attn.q.weight *nf4' || fail "nf4 type not kept"
+"$BIN/gginfo" --tensors "$T/m4.gg" >"$T/info" && grep -q 'layers.0.attn.q.weight *nf4' "$T/info" || fail "nf4 type not kept"
 "$BIN/ggmerge" -m "$T/l2-nf4.gg" -a "$L2/lora" -o "$T/m16.gg" -t f16 2>"$T/log" || fail "-t f16: $(cat "$T/log")"
 ! grep -q warning "$T/log" || fail "-t f16 warned: $(cat "$T/log")"
 grep -q "14 retyped" "$T/log" || fail "-t f16 summary: $(cat "$T/log")"
