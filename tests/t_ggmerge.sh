@@ -141,4 +141,8 @@ cmp -s "$T/hfm.logits" "$T/hfback.logits" || fail "--hf-out round trip changed t
 a=$("$BIN/gggen" -q -m "$T/l2.gg" -a "$T/l2a.gg" --ids "1 2 3 4" -n 8 --temp 0 --ignore-eos --print-ids)
 b=$("$BIN/gggen" -q -m "$T/l2.gg" -a "$T/peftout" --ids "1 2 3 4" -n 8 --temp 0 --ignore-eos --print-ids)
 [ "$a" = "$b" ] || fail "--peft-out adapter generates differently: $a / $b"
+# --gguf-out: a GGUF file for llama.cpp (the format itself is checked by tests/test_gguf.c)
+"$BIN/ggmerge" -q -m "$T/l2.gg" -a "$L2/lora" -o "$T/gm.gg" --gguf-out "$T/gm.gguf" --gguf-type q8_0 2>/dev/null
+[ "$(head -c 4 "$T/gm.gguf")" = GGUF ] || fail "--gguf-out wrote no GGUF"
+expect_error "$BIN/ggmerge" -m "$T/l2.gg" -a "$L2/lora" -o "$T/gm2.gg" --gguf-type q4; err_has "gguf-type 'q4'"
 echo "ok t_ggmerge"

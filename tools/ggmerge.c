@@ -1,7 +1,8 @@
 /* ggmerge — merge LoRA adapters into a base .gg model:
  *
  *   ggmerge -m BASE.gg -a ADAPTER[:SCALE]... -o OUT.gg [-t nf4|q8|bf16|f16|f32]
- *           [--hf-out DIR [--hf-type T] [--shard-mb N]] [--force] [--threads N] [-v] [-q]
+ *           [--hf-out DIR [--hf-type T] [--shard-mb N]] [--gguf-out FILE [--gguf-type T]]
+ *           [--force] [--threads N] [-v] [-q]
  *   ggmerge -m BASE.gg -a ADAPTER --peft-out DIR
  *
  * Flags and printing only; the merge is convert/merge.c, the Hugging Face
@@ -17,6 +18,7 @@
 #include "convert/merge.h"
 #include "ggfmt/ggfmt.h"
 #include "convert/adapter.h"
+#include "convert/gguf.h"
 #include "convert/hf_export.h"
 #include "tools/common.h"
 #include "tools/engine.h"
@@ -40,6 +42,10 @@ static void usage(FILE *f) {
             "      --hf-type T         its weights' type: bf16, f16 or f32 (default bf16)\n"
             "      --shard-mb N        split its safetensors into files of at most N MB (default 0:\n"
             "                          one file)\n"
+            "      --gguf-out FILE     also write the merged model as GGUF for llama.cpp (llama,\n"
+            "                          mistral, qwen2; the tokenizer when the model has one)\n"
+            "      --gguf-type T       its weights' type: f16, q8_0 or f32 (default f16; nf4 has no\n"
+            "                          GGUF equivalent: q8_0 is the nearest)\n"
             "      --peft-out DIR      write the one adapter given as a PEFT folder\n"
             "                          (adapter_config.json + adapter_model.safetensors) for BASE;\n"
             "                          with it, -o is optional (no merge then)\n"
@@ -88,7 +94,18 @@ static void on_signal(int sig) {
     _exit(128 + sig);
 }
 
-enum { O_FORCE = 256, O_THREADS, O_VERSION, O_HF_OUT, O_HF_TYPE, O_SHARD, O_PEFT_OUT };
+enum { O_FORCE = 256, O_THREADS, O_VERSION, O_HF_OUT, O_HF_TYPE, O_SHARD, O_PEFT_OUT, O_GGUF_OUT, O_GGUF_TYPE };
+
+/* --gguf-out: the merged model as GGUF. */
+static void write_gguf(const char *gg_path, const char *path, gg_type t) {
+    gg_err err;
+    gg_file *f = NULL;
+    double t0 = gg_now();
+    if (gg_file_open(&f, gg_path, 0, &err) || gg_gguf_export(f, path, t, &err)) gg_die(TOOL, "--gguf-out: %s", err.msg);
+    gg_file_close(f);
+    fprintf(stderr, "ggmerge: wrote %s (GGUF, %s, %.2f s)\n", path, t == GG_TYPE_Q8 ? "q8_0" : gg_type_name(t),
+            gg_now() - t0);
+}
 
 /* --peft-out: the adapter, checked against the base, as a PEFT folder. */
 static void write_peft(const char *base_path, const char *adapter_path, const char *dir) {
@@ -121,7 +138,8 @@ static void write_hf(const char *gg_path, const char *dir, gg_type t, long shard
 static gg_merge_adapter *ads; /* the -a arguments (file scope: still reachable at gg_die) */
 
 int main(int argc, char **argv) {
-    const char *model = NULL, *out = NULL, *hf_out = NULL, *peft_out = NULL;
+    const char *model = NULL, *out = NULL, *hf_out = NULL, *peft_out = NULL, *gguf_out = NULL;
+    gg_type gguf_type = GG_TYPE_F16;
     gg_type hf_type = GG_TYPE_BF16;
     long shard_mb = 0;
     ads = calloc((size_t)argc, sizeof *ads);
@@ -138,6 +156,7 @@ int main(int argc, char **argv) {
         {"help", no_argument, 0, 'h'},          {"version", no_argument, 0, O_VERSION},
         {"hf-out", required_argument, 0, O_HF_OUT}, {"hf-type", required_argument, 0, O_HF_TYPE},
         {"shard-mb", required_argument, 0, O_SHARD}, {"peft-out", required_argument, 0, O_PEFT_OUT},
+        {"gguf-out", required_argument, 0, O_GGUF_OUT}, {"gguf-type", required_argument, 0, O_GGUF_TYPE},
         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "m:a:o:t:vqh", opts, NULL)) != -1) {
@@ -171,6 +190,13 @@ int main(int argc, char **argv) {
                 gg_die(TOOL, "--shard-mb '%s': expected an integer in 0..1000000", optarg);
             break;
         case O_PEFT_OUT: peft_out = optarg; break;
+        case O_GGUF_OUT: gguf_out = optarg; break;
+        case O_GGUF_TYPE:
+            if (!strcmp(optarg, "f16")) gguf_type = GG_TYPE_F16;
+            else if (!strcmp(optarg, "f32")) gguf_type = GG_TYPE_F32;
+            else if (!strcmp(optarg, "q8_0")) gguf_type = GG_TYPE_Q8;
+            else gg_die(TOOL, "--gguf-type '%s': expected f16, q8_0 or f32", optarg);
+            break;
         case 'v': u.verbose = 1; break;
         case 'q': u.quiet = 1; break;
         case 'h': usage(stdout); return 0;
@@ -225,5 +251,6 @@ int main(int argc, char **argv) {
             st.worst[0] ? " (" : "", st.worst, st.worst[0] ? ")" : "", st.lost_mean,
             (unsigned long long)st.fingerprint, gg_human_bytes(st.output_bytes, hb), gg_now() - t0);
     if (hf_out) write_hf(out, hf_out, hf_type, shard_mb);
+    if (gguf_out) write_gguf(out, gguf_out, gguf_type);
     return 0;
 }
