@@ -567,7 +567,7 @@ static void test_qwen2(void) {
 
 /* A copy of fixture fix (files symlinked) with tokenizer files written. */
 static int fixture_copy(const char *fix, const char *dst, json_t *tok, json_t *cfg, const char *tok_src) {
-    char src[512], a[1200], b[1200];
+    char src[512], a[4096], b[4096];
     snprintf(src, sizeof src, "%s/hf/%s", check_fixtures(), fix);
     if (mkdir(dst, 0755)) return -1;
     DIR *d = opendir(src);
