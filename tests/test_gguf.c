@@ -24,6 +24,7 @@
 #include "convert/gguf.h"
 #include "ggfmt/ggfmt.h"
 #include "tests/check.h"
+#include "tests/fixture_gg.h"
 
 static char tmpdir[] = "/tmp/gg_test_gguf_XXXXXX";
 
@@ -263,19 +264,7 @@ static int arr_str_is(const gkv *k, uint64_t i, const char *want) {
 /* ---- helpers ---------------------------------------------------------------- */
 
 static int convert_dir(const char *dir, const char *out, gg_type t) {
-    gg_convert_opts o = {.hf_dir = dir,
-                         .out_path = out,
-                         .type = t,
-                         .embed_rule = GG_RULE_DEFAULT,
-                         .fallback_rule = GG_RULE_SOURCE,
-                         .threads = 2};
-    gg_convert_stats st;
-    gg_err err;
-    if (gg_convert(&o, &st, &err)) {
-        fprintf(stderr, "convert %s: %s\n", dir, err.msg);
-        return -1;
-    }
-    return 0;
+    return fixture_convert_dir(dir, out, t, NULL);
 }
 
 /* Convert fixture fix (f32) and export it; returns the .gg path in gg. */

@@ -14,6 +14,7 @@
 #include "convert/safetensors.h"
 #include "ggfmt/ggfmt.h"
 #include "tests/check.h"
+#include "tests/fixture_gg.h"
 
 static char tmpdir[] = "/tmp/gg_test_hf_export_XXXXXX";
 
@@ -26,16 +27,7 @@ static void fixture_dir(const char *fix, char *out, size_t len) {
 }
 
 static int convert_dir(const char *dir, const char *out, gg_type t, uint64_t *fp) {
-    gg_convert_opts o = {.hf_dir = dir, .out_path = out, .type = t, .embed_rule = GG_RULE_DEFAULT,
-                         .fallback_rule = GG_RULE_SOURCE, .threads = 2};
-    gg_convert_stats st;
-    gg_err err;
-    if (gg_convert(&o, &st, &err)) {
-        fprintf(stderr, "convert %s: %s\n", dir, err.msg);
-        return -1;
-    }
-    if (fp) *fp = st.fingerprint;
-    return 0;
+    return fixture_convert_dir(dir, out, t, fp);
 }
 
 static int export_to(const char *gg, const char *dir, gg_type t, size_t shard) {

@@ -21,6 +21,7 @@
 #include "ggfmt/ggfmt.h"
 #include "models/model.h"
 #include "tests/check.h"
+#include "tests/fixture_gg.h"
 #include "tests/rng.h"
 #include "tools/engine.h"
 
@@ -64,19 +65,7 @@ static int load_ref(const char *fix, ref *r, const char *logits_file) {
 }
 
 static int convert_to(const char *fix, gg_type t, char *out, size_t len) {
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s/hf/%s", check_fixtures(), fix);
-    snprintf(out, len, "%s/%s.%s.gg", tmpdir, fix, gg_type_name(t));
-    if (access(out, F_OK) == 0) return 0;
-    gg_convert_opts o = {.hf_dir = dir, .out_path = out, .type = t, .embed_rule = GG_RULE_DEFAULT,
-                         .fallback_rule = GG_RULE_SOURCE, .threads = 2};
-    gg_convert_stats st;
-    gg_err err;
-    if (gg_convert(&o, &st, &err)) {
-        fprintf(stderr, "convert %s: %s\n", fix, err.msg);
-        return -1;
-    }
-    return 0;
+    return fixture_gg(fix, t, tmpdir, out, len);
 }
 
 static void compare(const float *a, const float *b, size_t n, double *rel, double *maxabs) {

@@ -32,24 +32,13 @@
 #include "convert/convert.h"
 #include "models/train.h"
 #include "tests/check.h"
+#include "tests/fixture_gg.h"
 #include "tests/rng.h"
 
 static char tmpdir[256];
 
 static int convert_to(const char *fix, gg_type t, char *out, size_t len) {
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s/hf/%s", check_fixtures(), fix);
-    snprintf(out, len, "%s/%s.%s.gg", tmpdir, fix, gg_type_name(t));
-    if (access(out, F_OK) == 0) return 0;
-    gg_convert_opts o = {.hf_dir = dir, .out_path = out, .type = t, .embed_rule = GG_RULE_DEFAULT,
-                         .fallback_rule = GG_RULE_SOURCE, .threads = 2};
-    gg_convert_stats st;
-    gg_err err;
-    if (gg_convert(&o, &st, &err)) {
-        fprintf(stderr, "convert %s: %s\n", fix, err.msg);
-        return -1;
-    }
-    return 0;
+    return fixture_gg(fix, t, tmpdir, out, len);
 }
 
 /* The reference ids: 2 sequences of 24. */
