@@ -6,6 +6,8 @@
 #define GG_CPU_SIMD_H
 
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "backend-cpu/cpu_internal.h"
 
@@ -94,6 +96,17 @@ static inline void par_for(gg_backend *be, int64_t n, int64_t grain, int64_t wor
     }
     par_job j = {fn, ctx, n, grain};
     gg_pool_run(cpu_ctx_of(be)->pool, par_worker, &j);
+}
+
+/* Scratch inside an op that cannot fail: 64-byte aligned; out of memory
+ * stops the process with a message. */
+static inline void *cpu_scratch_alloc(size_t bytes) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) {
+        fprintf(stderr, "cpu backend: out of memory (%zu bytes)\n", bytes);
+        abort();
+    }
+    return p;
 }
 
 #endif

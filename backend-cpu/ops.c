@@ -578,19 +578,6 @@ static const op_kernels *kernels_of(gg_backend *be) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* Running on the pool                                                       */
-
-/* Out of memory inside an op that cannot fail: stop. */
-static void *ops_alloc(size_t bytes) {
-    void *p = NULL;
-    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) {
-        fprintf(stderr, "cpu backend: out of memory (%zu bytes)\n", bytes);
-        abort();
-    }
-    return p;
-}
-
-/* ------------------------------------------------------------------------ */
 /* Norms                                                                     */
 
 typedef struct norm_ctx {
@@ -650,7 +637,7 @@ typedef struct rope_ctx {
 static void rope_rows(void *arg, int64_t lo, int64_t hi) {
     const rope_ctx *c = arg;
     int64_t half = c->head_dim / 2;
-    float *cs = ops_alloc((size_t)(2 * half) * sizeof *cs), *sn = cs + half;
+    float *cs = cpu_scratch_alloc((size_t)(2 * half) * sizeof *cs), *sn = cs + half;
     for (int64_t t = lo; t < hi; t++) {
         for (int64_t i = 0; i < half; i++) {
             float f = (float)c->pos[t] * c->inv_freq[i]; /* the float32 product, as HF */
@@ -676,7 +663,7 @@ static void attn_worker(void *arg, int ith, int nth) {
     attn_job *j = arg;
     size_t nf = (size_t)(VW * j->hd + KB);
     _Alignas(64) float stackbuf[VW * ATTN_MAX_HD + KB];
-    float *buf = j->hd <= ATTN_MAX_HD ? stackbuf : ops_alloc(nf * sizeof *buf);
+    float *buf = j->hd <= ATTN_MAX_HD ? stackbuf : cpu_scratch_alloc(nf * sizeof *buf);
     for (;;) {
         int64_t t = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (t >= j->n_tiles) break;

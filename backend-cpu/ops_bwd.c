@@ -637,19 +637,6 @@ static const bwd_kernels *kernels_of(gg_backend *be) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* Running on the pool                                                       */
-
-/* Out of memory inside an op that cannot fail: stop. */
-static void *bwd_alloc(size_t bytes) {
-    void *p = NULL;
-    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) {
-        fprintf(stderr, "cpu backend: out of memory (%zu bytes)\n", bytes);
-        abort();
-    }
-    return p;
-}
-
-/* ------------------------------------------------------------------------ */
 /* Norms                                                                     */
 
 typedef struct norm_bwd_ctx {
@@ -743,15 +730,15 @@ static void bwd_scratch_new(bwd_scratch *S, const bwd_job *j) {
     int64_t hd = j->hd, rows = (j->qt * j->group > RB ? j->qt * j->group : RB) + 3;
     int64_t acc = rows * hd > 2 * KVB * hd ? rows * hd : 2 * KVB * hd;
     size_t nf = (size_t)(hd + 2 * hd * KVB + acc + 2 * rows * KVB);
-    S->zero = bwd_alloc(nf * sizeof(float));
+    S->zero = cpu_scratch_alloc(nf * sizeof(float));
     memset(S->zero, 0, (size_t)hd * sizeof(float));
     S->kt = S->zero + hd, S->vt = S->kt + hd * KVB, S->acc = S->vt + hd * KVB;
     S->p = S->acc + acc, S->ds = S->p + rows * KVB;
-    S->R.q = bwd_alloc((size_t)(2 * rows) * sizeof *S->R.q);
+    S->R.q = cpu_scratch_alloc((size_t)(2 * rows) * sizeof *S->R.q);
     S->R.g = S->R.q + rows;
-    S->R.a = bwd_alloc((size_t)(2 * rows) * sizeof *S->R.a);
+    S->R.a = cpu_scratch_alloc((size_t)(2 * rows) * sizeof *S->R.a);
     S->R.b = S->R.a + rows;
-    S->R.lse = bwd_alloc((size_t)(2 * rows) * sizeof *S->R.lse);
+    S->R.lse = cpu_scratch_alloc((size_t)(2 * rows) * sizeof *S->R.lse);
     S->R.D = S->R.lse + rows;
 }
 
@@ -793,7 +780,7 @@ void cpu_attention_bwd(gg_backend *be, float *dq, float *dk, float *dv, const fl
                  .k_lo = k_lo, .k_hi = k_hi, .n = n, .n_kv = n_kv, .kv_stride = kv_stride, .n_heads = n_heads,
                  .n_kvh = n_kv_heads, .hd = head_dim, .group = n_heads / n_kv_heads, .scale = scale,
                  .dq_tile = kr->dq_tile, .dkdv_item = kr->dkdv_item};
-    j.D = bwd_alloc((size_t)(n > 0 ? n * n_heads : 1) * sizeof *j.D);
+    j.D = cpu_scratch_alloc((size_t)(n > 0 ? n * n_heads : 1) * sizeof *j.D);
     j.qt = j.group < QROWS ? QROWS / j.group : 1;
     j.n_qblk = (n + j.qt - 1) / j.qt;
     j.n_tiles = n > 0 ? j.n_qblk * j.n_kvh : 0;

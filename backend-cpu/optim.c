@@ -456,19 +456,6 @@ static const opt_kernels *kernels_of(gg_backend *be) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* Running on the pool                                                       */
-
-/* Out of memory inside an op that cannot fail: stop. */
-static void *optim_alloc(size_t bytes) {
-    void *p = NULL;
-    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) {
-        fprintf(stderr, "cpu backend: out of memory (%zu bytes)\n", bytes);
-        abort();
-    }
-    return p;
-}
-
-/* ------------------------------------------------------------------------ */
 /* Cross-entropy                                                             */
 
 typedef struct ce_job {
@@ -546,7 +533,7 @@ void cpu_cross_entropy(gg_backend *be, float *loss, float *logits, const int32_t
     if (rows <= 0 || cols <= 0) return;
     int64_t nsl = (cols + CE_SLICE - 1) / CE_SLICE, nu = rows * nsl;
     ce_job j = {kernels_of(be), loss, logits, labels, cols, nsl, grad_scale, NULL, NULL, NULL, NULL};
-    char *mem = optim_alloc((size_t)rows * sizeof(float) + (size_t)nu * (2 * sizeof(float) + sizeof(double)));
+    char *mem = cpu_scratch_alloc((size_t)rows * sizeof(float) + (size_t)nu * (2 * sizeof(float) + sizeof(double)));
     j.ssum = (double *)mem;
     j.smax = (float *)(j.ssum + nu);
     j.sscale = j.smax + nu;
@@ -603,7 +590,7 @@ static void sumsq_chunks(void *arg, int64_t lo, int64_t hi) {
 void cpu_sumsq(gg_backend *be, float *out, const float *x, int64_t n) {
     int64_t nch = (n + SUMSQ_CHUNK - 1) / SUMSQ_CHUNK;
     double stackpart[256];
-    sumsq_ctx c = {kernels_of(be), x, n, nch <= 256 ? stackpart : optim_alloc((size_t)nch * sizeof(double))};
+    sumsq_ctx c = {kernels_of(be), x, n, nch <= 256 ? stackpart : cpu_scratch_alloc((size_t)nch * sizeof(double))};
     par_for(be, nch, 1, n, sumsq_chunks, &c);
     double s = 0;
     for (int64_t ch = 0; ch < nch; ch++) s += c.part[ch];
