@@ -1447,9 +1447,25 @@ fail:
     return NULL;
 }
 
+static int save_peft_files(const gg_adapter *a, const char *dir, const char *base_model_name, const gg_file *base,
+                           gg_err *err);
+
+/* The files go into a stage folder first: DIR changes only once all are
+ * written (convert/safetensors.h gg_dir_stage). */
 int gg_adapter_save_peft_base(const gg_adapter *a, const char *dir, const char *base_model_name, const gg_file *base,
                               gg_err *err) {
     if (adapter_validate(a, err)) return -1;
+    char stage[4096];
+    if (gg_dir_stage(dir, stage, sizeof stage, err)) return -1;
+    if (save_peft_files(a, stage, base_model_name, base, err)) {
+        gg_dir_abort(stage);
+        return -1;
+    }
+    return gg_dir_commit(stage, dir, err);
+}
+
+static int save_peft_files(const gg_adapter *a, const char *dir, const char *base_model_name, const gg_file *base,
+                           gg_err *err) {
     int falcon = strcmp(a->arch, "falcon") == 0;
     for (size_t i = 0; falcon && i < a->n; i++)
         if (a->t[i].target == GG_LT_GATE) {

@@ -354,7 +354,12 @@ static int64_t find_id(const tok *t, const char *s) {
 
 static int tokenizer_meta(exporter *ex, gguf_w *w) {
     gg_str js;
-    if (!gg_meta_find(ex->f, "tokenizer.json")) return 0;
+    /* No tokenizer: say so, as llama.cpp's loader requires the key
+     * ("none": a model run on token ids only). */
+    if (!gg_meta_find(ex->f, "tokenizer.json")) {
+        kv_str(w, "tokenizer.ggml.model", "none", 4);
+        return 0;
+    }
     if (gg_meta_get_str(ex->f, "tokenizer.json", &js, ex->err)) return gg_err_prefix(ex->err, "%s", ex->label);
     json_error_t je;
     json_t *root = json_loadb(js.ptr, js.len, 0, &je), *cfg = NULL;
@@ -460,19 +465,59 @@ static int tokenizer_meta(exporter *ex, gguf_w *w) {
     const char *pre = NULL;
     if (!spm) {
         char *ps = json_dumps(json_object_get(root, "pre_tokenizer"), JSON_COMPACT);
-        if (strcmp(ex->arch, "qwen2") == 0)
-            pre = "qwen2";
-        else if (ps && strstr(ps, "\\\\p{N}{1,3}"))
+        /* llama.cpp picks its pre-tokenizer regex by name: Llama 3's splits
+         * digits in runs of up to 3, Qwen2's (also Qwen3's) one by one. */
+        if (ps && strstr(ps, "\\\\p{N}{1,3}"))
             pre = "llama-bpe";
+        else if (strcmp(ex->arch, "qwen2") == 0 || (ps && strstr(ps, "\\\\p{L}+|\\\\p{N}|")))
+            pre = "qwen2";
         free(ps);
         if (pre) kv_str(w, "tokenizer.ggml.pre", pre, strlen(pre));
     }
     kv_arr(w, "tokenizer.ggml.tokens", GV_STR, t.n);
     for (uint64_t i = 0; i < t.n; i++)
         put_str(&w->kv, t.text[i], strlen(t.text[i]));
+    /* SentencePiece-style scores: llama.cpp's SPM tokenizer merges the
+     * adjacent pair whose concatenation scores highest, so the score of a
+     * token made by merge rank r is -r (the BPE order tokenizers applies);
+     * a token no merge makes scores below every merge. */
+    float *score = calloc(t.n, sizeof *score);
+    if (!score) {
+        gg_errf(ex->err, "out of memory");
+        goto out;
+    }
+    size_t n_merges = json_array_size(merges);
+    for (uint64_t i = 0; i < t.n; i++) score[i] = spm && t.type[i] == 1 ? -(float)(n_merges + i) : 0.0f;
+    for (size_t i = 0; spm && i < n_merges; i++) {
+        json_t *m = json_array_get(merges, i);
+        char cat[512];
+        const char *a = NULL, *b = NULL;
+        size_t la = 0;
+        if (json_is_string(m)) {
+            const char *sp = strchr(json_string_value(m), ' ');
+            if (sp) {
+                a = json_string_value(m);
+                la = (size_t)(sp - a);
+                b = sp + 1;
+            }
+        } else if (json_is_array(m) && json_array_size(m) == 2) {
+            a = json_string_value(json_array_get(m, 0));
+            b = json_string_value(json_array_get(m, 1));
+            la = a ? strlen(a) : 0;
+        }
+        if (!a || !b || la + strlen(b) >= sizeof cat) continue; /* bad merges are refused below */
+        memcpy(cat, a, la);
+        strcpy(cat + la, b);
+        json_t *id = json_object_get(vocab, cat);
+        if (json_is_integer(id) && json_integer_value(id) >= 0 && (uint64_t)json_integer_value(id) < t.n) {
+            float *sc = &score[json_integer_value(id)];
+            if (*sc < -(float)i) *sc = -(float)i; /* the first (best) merge making it */
+        }
+    }
     kv_arr(w, "tokenizer.ggml.scores", GV_F32, t.n);
     for (uint64_t i = 0; i < t.n; i++)
-        put_f32(&w->kv, spm && t.type[i] == 1 ? -(float)i : 0.0f);
+        put_f32(&w->kv, t.type[i] == 1 ? score[i] : 0.0f);
+    free(score);
     kv_arr(w, "tokenizer.ggml.token_type", GV_I32, t.n);
     for (uint64_t i = 0; i < t.n; i++)
         put_u32(&w->kv, (uint32_t)t.type[i]);
@@ -535,11 +580,12 @@ out:
 
 /* ---- data ------------------------------------------------------------------- */
 
+/* 0, 1 on a write error (errno says why), -1 with ex->err on another. */
 static int write_tensor(exporter *ex, FILE *fp, const out_t *o, float *row, uint8_t *obuf) {
     const float *src = row;
     uint64_t rows = o->ne[1], cols = o->ne[0];
     if (!o->src) {
-        if (fwrite(ex->rope_freqs, 4, cols, fp) != cols) return gg_errf(ex->err, "write error");
+        if (fwrite(ex->rope_freqs, 4, cols, fp) != cols) return 1;
         return 0;
     }
     const gg_tensor *t = o->src;
@@ -602,7 +648,7 @@ static int write_tensor(exporter *ex, FILE *fp, const out_t *o, float *row, uint
                     obuf[nb++] = (uint8_t)(int8_t)roundf(x[k] * id);
             }
         }
-        if (fwrite(obuf, 1, nb, fp) != nb) return gg_errf(ex->err, "write error");
+        if (fwrite(obuf, 1, nb, fp) != nb) return 1;
     }
     return 0;
 }
@@ -634,7 +680,9 @@ static int write_file(exporter *ex, const char *path, const buf *head) {
     for (size_t i = 0; i < ex->n; i++) {
         const out_t *o = &ex->out[i];
         if (o->offset > pos && fwrite(zeros, 1, o->offset - pos, fp) != o->offset - pos) goto werr;
-        if (write_tensor(ex, fp, o, row, obuf)) goto fail;
+        int wr = write_tensor(ex, fp, o, row, obuf);
+        if (wr > 0) goto werr;
+        if (wr) goto fail;
         pos = o->offset + o->nbytes;
     }
     if (pos % GGUF_ALIGN && fwrite(zeros, 1, GGUF_ALIGN - pos % GGUF_ALIGN, fp) != GGUF_ALIGN - pos % GGUF_ALIGN)

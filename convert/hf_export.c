@@ -437,9 +437,7 @@ static int write_weights(exporter *ex, size_t shard_bytes) {
     plan_shards(ex, shard_bytes);
     for (int s = 0; s < ex->nshards; s++)
         if (write_shard(ex, s)) return -1;
-    if (ex->nshards == 1) return remove_stale(ex, "model.safetensors.index.json");
-    if (write_index(ex)) return -1;
-    return remove_stale(ex, "model.safetensors");
+    return ex->nshards == 1 ? 0 : write_index(ex);
 }
 
 /* ---- metadata ------------------------------------------------------------ */
@@ -534,14 +532,6 @@ static int write_texts(exporter *ex) {
     return 0;
 }
 
-static int make_dir(const char *dir, gg_err *err) {
-    struct stat sb;
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST) return gg_errf(err, "%s: cannot create: %s", dir, strerror(errno));
-    if (stat(dir, &sb) != 0) return gg_errf(err, "%s: %s", dir, strerror(errno));
-    if (!S_ISDIR(sb.st_mode)) return gg_errf(err, "%s: exists and is not a directory", dir);
-    return 0;
-}
-
 int gg_hf_export(const gg_file *model, const char *dir, gg_type dtype, size_t shard_bytes, gg_err *err) {
     if (dtype != GG_TYPE_F32 && dtype != GG_TYPE_F16 && dtype != GG_TYPE_BF16)
         return gg_errf(err, "gg_hf_export: output dtype %s is not f32, f16 or bf16", gg_type_name(dtype));
@@ -553,10 +543,18 @@ int gg_hf_export(const gg_file *model, const char *dir, gg_type dtype, size_t sh
     ex.dtype = dtype;
     ex.err = err;
     const gg_value *cfg_text;
+    char stage[4096];
     int rc = -1;
-    if (load_config(&ex, &cfg_text) || collect(&ex) || make_dir(dir, err) || write_weights(&ex, shard_bytes) ||
-        write_config(&ex, cfg_text) || write_texts(&ex))
+    if (load_config(&ex, &cfg_text) || collect(&ex) || gg_dir_stage(dir, stage, sizeof stage, err)) goto out;
+    /* every file into the stage; DIR changes only when all are written */
+    ex.dir = stage;
+    if (write_weights(&ex, shard_bytes) || write_config(&ex, cfg_text) || write_texts(&ex)) {
+        gg_dir_abort(stage);
         goto out;
+    }
+    if (gg_dir_commit(stage, dir, err)) goto out;
+    ex.dir = dir;
+    if (remove_stale(&ex, ex.nshards == 1 ? "model.safetensors.index.json" : "model.safetensors")) goto out;
     rc = 0;
 out:
     free(ex.out);

@@ -10,6 +10,7 @@
  * reference Rust library requires. */
 #include "convert/safetensors.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -845,6 +846,109 @@ fail:
     unlink(tmp);
     free(tmp);
     return -1;
+}
+
+/* mkdir -p of the folders above path's last component. */
+static int make_parents(const char *path, gg_err *err) {
+    size_t n = strlen(path);
+    char *p = strdup(path);
+    if (!p) return gg_errf(err, "%s: out of memory", path);
+    while (n > 1 && p[n - 1] == '/') p[--n] = 0;
+    char *last = strrchr(p, '/');
+    if (last && last != p) {
+        *last = 0;
+        for (char *q = p + 1;; q++) {
+            if (*q != '/' && *q) continue;
+            char c = *q;
+            *q = 0;
+            struct stat sb;
+            int bad = 0;
+            if (stat(p, &sb) != 0) bad = mkdir(p, 0755) != 0 && errno != EEXIST;
+            else if (!S_ISDIR(sb.st_mode)) bad = 1, errno = ENOTDIR;
+            if (bad) {
+                if (errno == ENOTDIR) gg_errf(err, "%s: exists and is not a directory", p);
+                else gg_errf(err, "%s: cannot create the folder: %s", p, strerror(errno));
+                free(p);
+                return -1;
+            }
+            if (!c) break;
+            *q = c;
+        }
+    }
+    free(p);
+    return 0;
+}
+
+int gg_dir_stage(const char *dir, char *stage, size_t cap, gg_err *err) {
+    struct stat sb;
+    if (stat(dir, &sb) == 0 && !S_ISDIR(sb.st_mode)) return gg_errf(err, "%s: exists and is not a directory", dir);
+    if ((size_t)snprintf(stage, cap, "%s.tmp-XXXXXX", dir) >= cap) return gg_errf(err, "%s: path too long", dir);
+    if (make_parents(dir, err)) return -1;
+    if (!mkdtemp(stage)) return gg_errf(err, "%s: cannot create: %s", stage, strerror(errno));
+    chmod(stage, 0755);
+    return 0;
+}
+
+void gg_dir_abort(const char *stage) {
+    DIR *d = opendir(stage);
+    if (d) {
+        struct dirent *e;
+        char p[4096];
+        while ((e = readdir(d)))
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+                (size_t)snprintf(p, sizeof p, "%s/%s", stage, e->d_name) < sizeof p)
+                unlink(p);
+        closedir(d);
+    }
+    rmdir(stage);
+}
+
+static void fsync_dir(const char *path) {
+    int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+}
+
+int gg_dir_commit(const char *stage, const char *dir, gg_err *err) {
+    fsync_dir(stage);
+    if (rename(stage, dir) == 0) { /* DIR did not exist (or was an empty folder) */
+        char *p = strdup(dir), *slash = p ? strrchr(p, '/') : NULL;
+        if (p) fsync_dir(slash ? (slash == p ? "/" : (*slash = 0, p)) : ".");
+        free(p);
+        return 0;
+    }
+    if (errno != EEXIST && errno != ENOTEMPTY) {
+        gg_errf(err, "%s: rename to %s: %s", stage, dir, strerror(errno));
+        gg_dir_abort(stage);
+        return -1;
+    }
+    DIR *d = opendir(stage);
+    if (!d) {
+        gg_errf(err, "%s: %s", stage, strerror(errno));
+        gg_dir_abort(stage);
+        return -1;
+    }
+    struct dirent *e;
+    char a[4096], b[4096];
+    int rc = 0;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        if ((size_t)snprintf(a, sizeof a, "%s/%s", stage, e->d_name) >= sizeof a ||
+            (size_t)snprintf(b, sizeof b, "%s/%s", dir, e->d_name) >= sizeof b) {
+            rc = gg_errf(err, "%s/%s: path too long", dir, e->d_name);
+            break;
+        }
+        if (rename(a, b) != 0) {
+            rc = gg_errf(err, "%s: rename to %s: %s", a, b, strerror(errno));
+            break;
+        }
+    }
+    closedir(d);
+    fsync_dir(dir);
+    gg_dir_abort(stage);
+    return rc;
 }
 
 typedef struct wsort {

@@ -72,4 +72,16 @@ int gg_st_write(const char *path, const gg_st_wtensor *t, size_t n, const char *
  * failure PATH.tmp is removed and PATH is untouched. */
 int gg_write_atomic(const char *path, const void *const *parts, const size_t *lens, size_t n, gg_err *err);
 
+/* A folder written all or nothing (a Hugging Face checkpoint, a PEFT
+ * adapter). gg_dir_stage makes DIR's parent folders if needed and a fresh
+ * sibling DIR.tmp-XXXXXX (into stage, cap bytes) to write the files in;
+ * gg_dir_commit moves them into DIR only once all are written — renaming
+ * the stage to DIR when DIR does not exist, else each file into it,
+ * replacing files of the same name (renames need no free space) — and
+ * gg_dir_abort removes the stage and what is in it. A failure before the
+ * commit leaves DIR as it was. */
+int gg_dir_stage(const char *dir, char *stage, size_t cap, gg_err *err);
+int gg_dir_commit(const char *stage, const char *dir, gg_err *err);
+void gg_dir_abort(const char *stage);
+
 #endif

@@ -447,11 +447,11 @@ static void test_llama2_f32(void) {
         CHECK(keys_well_typed(&g), "types");
         CHECK(check_arch_keys(&g, "llama", 256, 64, 2, 172, 4, 4, 16, 1e-5, 10000, 1000), "arch keys");
         CHECK(has_u32(&g, "general.file_type", 0), "file_type");
-        CHECK(!kv_find(&g, "tokenizer.ggml.model") && !kv_find(&g, "tokenizer.ggml.tokens"),
-              "tokenizer keys without a tokenizer");
+        CHECK(has_str(&g, "tokenizer.ggml.model", "none") && !kv_find(&g, "tokenizer.ggml.tokens"),
+              "no tokenizer: tokenizer.ggml.model 'none' (llama.cpp requires the key), no vocab");
         CHECK(!kv_find(&g, "llama.rope.scaling.type") && !ti_find(&g, "rope_freqs.weight"), "no rope scaling");
-        /* 4 general + 10 u32 + eps + freq_base */
-        CHECK(g.nkv == 16, "kv count %llu", (unsigned long long)g.nkv);
+        /* 4 general + 10 u32 + eps + freq_base + tokenizer.ggml.model */
+        CHECK(g.nkv == 17, "kv count %llu", (unsigned long long)g.nkv);
         CHECK(ti_find(&g, "output.weight") != NULL, "untied: output.weight");
         CHECK(check_tensors(&g, gg, 1, 0, 4, 4, 16), "tensor data");
     }
@@ -638,7 +638,7 @@ static void test_tokenizer_spm(void) {
         for (int i = 0; i < 1000; i++) {
             int want = i == 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1;
             types_ok &= (int)rd(ty->val + 4 * i, 4) == want;
-            scores_ok &= rdf(sc->val + 4 * i) == (want == 1 ? -(float)i : 0.0f);
+            scores_ok &= rdf(sc->val + 4 * i) == (want == 1 ? -(float)(2 + i) /* no merge makes a vocab token: below both merges */ : 0.0f);
         }
         CHECK(types_ok, "token types");
         CHECK(scores_ok, "scores");

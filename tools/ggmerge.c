@@ -34,7 +34,8 @@ static void usage(FILE *f) {
             "\n"
             "  -m, --model BASE.gg     the base model (required)\n"
             "  -a, --adapter A[:S]     a .gg adapter or a PEFT folder, with a scale S (default 1);\n"
-            "                          repeat to merge several (required, at least one)\n"
+            "                          repeat to merge several (required, at least one, except\n"
+            "                          to export BASE itself with --hf-out / --gguf-out and no -o)\n"
             "  -o, --output OUT.gg     the merged model (required); written to OUT.gg.tmp, then\n"
             "                          renamed: a failure leaves no file\n"
             "      --hf-out DIR        also write the merged model as a Hugging Face checkpoint\n"
@@ -206,6 +207,11 @@ int main(int argc, char **argv) {
     }
     if (optind < argc) gg_die(TOOL, "unexpected argument '%s' (see --help)", argv[optind]);
     if (!model) gg_die(TOOL, "no base model: give -m BASE.gg (see --help)");
+    if (!nads && !out && (hf_out || gguf_out)) { /* export the base as it is */
+        if (hf_out) write_hf(model, hf_out, hf_type, shard_mb);
+        if (gguf_out) write_gguf(model, gguf_out, gguf_type);
+        return 0;
+    }
     if (!nads) gg_die(TOOL, "no adapter: give -a ADAPTER[:SCALE] (see --help)");
     if (peft_out) {
         if (nads != 1) gg_die(TOOL, "--peft-out converts one adapter; %zu given", nads);
