@@ -16,7 +16,7 @@
 #define GGUF_NAME_MAX 96
 
 enum { GV_U8 = 0, GV_I8, GV_U16, GV_I16, GV_U32, GV_I32, GV_F32, GV_BOOL, GV_STR, GV_ARR, GV_U64, GV_I64, GV_F64 };
-enum { GT_F32 = 0, GT_F16 = 1, GT_Q8_0 = 8 };
+enum { GT_F32 = GG_GGUF_F32, GT_F16 = GG_GGUF_F16, GT_Q4_0 = GG_GGUF_Q4_0, GT_Q8_0 = GG_GGUF_Q8_0 };
 
 /* ---- a growable byte buffer ---------------------------------------------- */
 
@@ -182,10 +182,10 @@ static int map_name(exporter *ex, const gg_tensor *t, out_t *o) {
 }
 
 static uint64_t type_nbytes(uint32_t type, uint64_t nelem) {
-    return type == GT_F32 ? nelem * 4 : type == GT_F16 ? nelem * 2 : nelem / 32 * 34;
+    return type == GT_F32 ? nelem * 4 : type == GT_F16 ? nelem * 2 : type == GT_Q4_0 ? nelem / 32 * 18 : nelem / 32 * 34;
 }
 
-static int plan_tensors(exporter *ex, gg_type type) {
+static int plan_tensors(exporter *ex, gg_gguf_type type) {
     size_t nt = gg_tensor_count(ex->f);
     ex->out = calloc(nt + 1, sizeof *ex->out);
     if (!ex->out) return gg_errf(ex->err, "out of memory");
@@ -209,10 +209,10 @@ static int plan_tensors(exporter *ex, gg_type type) {
                            t->name, (unsigned long long)prows, (unsigned long long)o->heads, (long long)ex->head_dim);
         if (t->ndim == 1)
             o->type = GT_F32;
-        else if (type == GG_TYPE_F32)
+        else if (type == GG_GGUF_F32)
             o->type = GT_F32;
-        else if (type == GG_TYPE_Q8 && cols % 32 == 0)
-            o->type = GT_Q8_0;
+        else if ((type == GG_GGUF_Q8_0 || type == GG_GGUF_Q4_0) && cols % 32 == 0)
+            o->type = (uint32_t)type;
         else
             o->type = GT_F16;
         o->nbytes = type_nbytes(o->type, rows * cols);
@@ -629,6 +629,28 @@ static int write_tensor(exporter *ex, FILE *fp, const out_t *o, float *row, uint
                 obuf[2 * c + 1] = (uint8_t)(h >> 8);
             }
             nb = cols * 2;
+        } else if (o->type == GT_Q4_0) {
+            nb = 0;
+            for (uint64_t b = 0; b < cols / 32; b++) {
+                const float *x = src + b * 32;
+                float amax = 0, m = 0;
+                for (int k = 0; k < 32; k++) {
+                    if (!isfinite(x[k]))
+                        return gg_errf(ex->err, "%s: tensor '%s': row %llu has a non-finite value", ex->label, t->name,
+                                       (unsigned long long)r);
+                    if (fabsf(x[k]) > amax) amax = fabsf(x[k]), m = x[k];
+                }
+                float d = m / -8.0f, id = d != 0 ? 1.0f / d : 0.0f;
+                uint16_t h = gg_f32_to_f16(d);
+                obuf[nb++] = (uint8_t)h;
+                obuf[nb++] = (uint8_t)(h >> 8);
+                for (int k = 0; k < 16; k++) {
+                    int lo = (int)(x[k] * id + 8.5f), hi = (int)(x[k + 16] * id + 8.5f);
+                    lo = lo > 15 ? 15 : lo < 0 ? 0 : lo;
+                    hi = hi > 15 ? 15 : hi < 0 ? 0 : hi;
+                    obuf[nb++] = (uint8_t)(lo | hi << 4);
+                }
+            }
         } else {
             nb = 0;
             for (uint64_t b = 0; b < cols / 32; b++) {
@@ -720,15 +742,25 @@ out:
     return rc;
 }
 
-int gg_gguf_export(const gg_file *model, const char *path, gg_type type, gg_err *err) {
+const char *gg_gguf_type_name(gg_gguf_type t) {
+    switch (t) {
+    case GG_GGUF_F32: return "f32";
+    case GG_GGUF_F16: return "f16";
+    case GG_GGUF_Q4_0: return "q4_0";
+    case GG_GGUF_Q8_0: return "q8_0";
+    }
+    return "?";
+}
+
+int gg_gguf_export(const gg_file *model, const char *path, gg_gguf_type type, gg_err *err) {
     exporter ex = {.f = model, .label = gg_file_path(model), .err = err};
     if (!ex.label) ex.label = "model";
     gguf_w w = {0};
     buf head = {0};
     int rc = -1;
     char key[128], kind[32];
-    if (type != GG_TYPE_F32 && type != GG_TYPE_F16 && type != GG_TYPE_Q8)
-        return gg_errf(err, "GGUF export: type %s is not supported (f32, f16, q8 = GGUF Q8_0)", gg_type_name(type));
+    if (type != GG_GGUF_F32 && type != GG_GGUF_F16 && type != GG_GGUF_Q8_0 && type != GG_GGUF_Q4_0)
+        return gg_errf(err, "GGUF export: type %d is not supported (f32, f16, q8_0, q4_0)", (int)type);
     if (gg_meta_find(model, "gg.kind")) {
         if (get_strz(&ex, "gg.kind", kind, sizeof kind)) return -1;
         if (strcmp(kind, "model") != 0)
@@ -740,7 +772,8 @@ int gg_gguf_export(const gg_file *model, const char *path, gg_type type, gg_err 
     if (gg_meta_find(model, "convert.source") && get_strz(&ex, "convert.source", name, sizeof name)) goto out;
     kv_str(&w, "general.name", name, strlen(name));
     kv_u32(&w, "general.alignment", GGUF_ALIGN);
-    kv_u32(&w, "general.file_type", type == GG_TYPE_F32 ? 0 : type == GG_TYPE_F16 ? 1 : 7);
+    /* llama_ftype: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q8_0 7 */
+    kv_u32(&w, "general.file_type", type == GG_GGUF_F32 ? 0 : type == GG_GGUF_F16 ? 1 : type == GG_GGUF_Q4_0 ? 2 : 7);
     static const char *const ik[] = {"context_length",
                                      "embedding_length",
                                      "block_count",

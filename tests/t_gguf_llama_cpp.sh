@@ -12,8 +12,9 @@
 # - llama2-mha + its PEFT adapter merged, f32 GGUF: llama.cpp's logits of
 #   the fixture ids equal the fixture's lora_logits.f32 (transformers) and
 #   gggen's on the merged .gg;
-# - the same as f16 (same argmax) and q8_0 (llama.cpp also rounds the
-#   activations to 8 bits there): close to gggen's f32 logits;
+# - the same as f16 (same argmax), q8_0 and q4_0 (llama.cpp also rounds the
+#   activations to 8 bits for these): close to gggen's f32 logits (q4_0
+#   loosely: it is a 4-bit model; its layout is checked in test_gguf.c);
 # - qwen2-bias-tied (q/k/v bias, tied output) and mistral-gqa-f16 (GQA):
 #   llama.cpp's logits equal ref_logits.f32;
 # - the demo model with the real Llama 2 tokenizer: llama.cpp tokenizes a
@@ -30,20 +31,10 @@ skip() { echo "skip: $*"; exit 0; }
 for t in ggmerge ggconvert gggen ggtok; do [ -x "$BIN/$t" ] || fail "$BIN/$t not built"; done
 
 # ---- llama.cpp ----
-[ "$(uname -m)" = x86_64 ] || skip "node-llama-cpp's pinned prebuilt build here is linux-x64 only"
 command -v node >/dev/null 2>&1 || skip "node not found"
 LC=${GG_NODE_LLAMA_CPP:-build/npm/llama-cpp}
-if [ -z "${GG_NODE_LLAMA_CPP:-}" ] && ! { cmp -s tests/ref/llama-cpp-package.json "$LC/package.json" && [ -d "$LC/node_modules/node-llama-cpp" ]; }; then
-    command -v npm >/dev/null 2>&1 || skip "npm not found: cannot fetch node-llama-cpp"
-    rm -rf "$LC"; mkdir -p "$LC"; cp tests/ref/llama-cpp-package.json "$LC/package.json"
-    # --ignore-scripts: no postinstall (it would try to build llama.cpp);
-    # --omit=optional: only the linux-x64 CPU binaries named above.
-    if ! (cd "$LC" && npm_config_fetch_retries=1 timeout 600 npm install --omit=optional --ignore-scripts \
-            --no-audit --no-fund --loglevel=error >"$T/npm.log" 2>&1); then
-        rm -rf "$LC"
-        skip "npm install node-llama-cpp failed (offline?): $(grep -m1 -i error "$T/npm.log" || true)"
-    fi
-fi
+[ -n "${GG_NODE_LLAMA_CPP:-}" ] || bash tests/fetch-llama-cpp.sh 2>"$T/fetch.log"
+[ -d "$LC/node_modules/node-llama-cpp" ] || skip "no llama.cpp: $(cat "$T/fetch.log" 2>/dev/null)"
 cp tests/ref/llama_cpp.mjs "$LC/llama_cpp.mjs"
 lc() { node "$LC/llama_cpp.mjs" "$@"; }
 
@@ -87,7 +78,7 @@ out=$(lc logits "$T/m.gguf" "$IDS" "$T/lc.f32") || fail "llama.cpp on the f32 GG
 # (the merge itself rounds W + scale·BA to f32: ~1e-5 against the unmerged reference)
 r=$(lc cmp "$T/lc.f32" "$L2/lora_logits.f32" 1000); echo "f32 GGUF vs transformers (lora_logits): $r"; within "$r" 5e-5
 r=$(lc cmp "$T/lc.f32" "$T/gg.f32" 1000); echo "f32 GGUF vs gggen: $r"; within "$r" 1e-5
-for ty in f16:2e-3: q8_0:3e-2:any; do
+for ty in f16:2e-3: q8_0:3e-2:any q4_0:2e-1:any; do
     tol=${ty#*:}; ty=${ty%%:*}
     "$BIN/ggmerge" -q -m "$T/l2.gg" -a "$L2/lora" -o "$T/m-$ty.gg" --gguf-out "$T/m.$ty.gguf" --gguf-type "$ty" \
         2>/dev/null || fail "merge --gguf-type $ty"

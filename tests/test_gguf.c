@@ -190,6 +190,8 @@ static int gguf_parse(gguf *g, const char *path) {
             t->nbytes = nel * 2;
         else if (t->type == 8 && t->ne[0] % 32 == 0)
             t->nbytes = nel / 32 * 34;
+        else if (t->type == 2 && t->ne[0] % 32 == 0)
+            t->nbytes = nel / 32 * 18;
         else
             return snprintf(g->err, sizeof g->err, "%s: type %u", t->name, t->type), -1;
     }
@@ -268,7 +270,7 @@ static int convert_dir(const char *dir, const char *out, gg_type t) {
 }
 
 /* Convert fixture fix (f32) and export it; returns the .gg path in gg. */
-static int export_fixture(const char *fix, gg_type gt, const char *gg, const char *out, gg_err *err) {
+static int export_fixture(const char *fix, gg_gguf_type gt, const char *gg, const char *out, gg_err *err) {
     char dir[512];
     snprintf(dir, sizeof dir, "%s/hf/%s", check_fixtures(), fix);
     if (access(gg, F_OK) != 0 && convert_dir(dir, gg, GG_TYPE_F32))
@@ -312,7 +314,10 @@ static void gguf_name(const char *canon, char *out, size_t cap, int *qk) {
 
 /* Every .gg tensor is in the GGUF with the right dims, type and values.
  * permute: llama (q/k rows reordered per head); want_type: the 2-D type
- * (1-D are F32; Q8_0 falls back to F16 when columns % 32 != 0). */
+ * (1-D are F32; Q8_0 / Q4_0 fall back to F16 when columns % 32 != 0).
+ * Q4_0 (ggml's layout): f16 d then 16 bytes, element k of the block in the
+ * low nibble of byte k (k < 16) or the high nibble of byte k - 16, value
+ * d·(q - 8), |d| = absmax / 8. */
 static int check_tensors(const gguf *g, const char *ggpath, int permute, uint32_t want_type, int64_t nh, int64_t nkv,
                          int64_t hd) {
     gg_file *f;
@@ -332,7 +337,7 @@ static int check_tensors(const gguf *g, const char *ggpath, int permute, uint32_
             break;
         }
         uint64_t rows = t->ndim == 2 ? t->shape[0] : 1, cols = t->ndim == 2 ? t->shape[1] : t->shape[0];
-        uint32_t wt = t->ndim == 1 ? 0 : want_type == 8 && cols % 32 ? 1 : want_type;
+        uint32_t wt = t->ndim == 1 ? 0 : (want_type == 8 || want_type == 2) && cols % 32 ? 1 : want_type;
         if (gt->ndim != t->ndim || gt->ne[0] != cols || (t->ndim == 2 && gt->ne[1] != rows) || gt->type != wt) {
             fprintf(stderr, "  %s: dims/type mismatch (ndim %u ne %llu,%llu type %u, want type %u)\n", name, gt->ndim,
                     (unsigned long long)gt->ne[0], (unsigned long long)gt->ne[1], gt->type, wt);
@@ -362,6 +367,29 @@ static int check_tensors(const gguf *g, const char *ggpath, int permute, uint32_
             else if (wt == 1) {
                 y = gg_f16_to_f32((uint16_t)rd(d + 2 * e, 2));
                 tol = fabs(x) * (1.0 / 2048) + 6e-8;
+            } else if (wt == 2) {
+                const uint8_t *blk = d + (e / 32) * 18;
+                float amax = 0;
+                for (uint64_t k = 0; k < 32; k++) {
+                    uint64_t e2 = e / 32 * 32 + k;
+                    uint64_t r2 = e2 / cols, c2 = e2 % cols, s2 = r2;
+                    if (heads) {
+                        uint64_t h = r2 / (uint64_t)hd, within = r2 % (uint64_t)hd;
+                        s2 = h * (uint64_t)hd + (within % 2) * (uint64_t)(hd / 2) + within / 2;
+                    }
+                    amax = fmaxf(amax, fabsf(src[s2 * cols + c2]));
+                }
+                float dd = gg_f16_to_f32((uint16_t)rd(blk, 2));
+                if (fabs(fabs(dd) - amax / 8.0) > amax / 8.0 / 1024 + 1e-9) {
+                    fprintf(stderr, "  %s: block %llu scale %g, want ±%g\n", name, (unsigned long long)(e / 32), dd,
+                            amax / 8.0);
+                    ok = 0;
+                }
+                unsigned k = (unsigned)(e % 32), byte = blk[2 + k % 16];
+                y = dd * (float)((int)(k < 16 ? byte & 15 : byte >> 4) - 8);
+                /* half a step, or a whole one at the clamped end (q = 16 → 15)
+                 * opposite the largest magnitude */
+                tol = fabs(dd) * (y * dd > 0 && fabs(y) > 6.5 * fabs(dd) ? 1.0 : 0.5) + amax * 1e-3 + 1e-9;
             } else {
                 const uint8_t *blk = d + (e / 32) * 34;
                 float amax = 0;
@@ -434,7 +462,7 @@ static void test_llama2_f32(void) {
     snprintf(gg, sizeof gg, "%s/llama2.gg", tmpdir);
     snprintf(out, sizeof out, "%s/llama2.f32.gguf", tmpdir);
     gg_err err;
-    REQUIRE(export_fixture("llama2-mha", GG_TYPE_F32, gg, out, &err) == 0, "%s", err.msg);
+    REQUIRE(export_fixture("llama2-mha", GG_GGUF_F32, gg, out, &err) == 0, "%s", err.msg);
     gguf g;
     char tmp[640];
     snprintf(tmp, sizeof tmp, "%s.tmp", out);
@@ -458,24 +486,25 @@ static void test_llama2_f32(void) {
     gguf_free(&g);
 }
 
-static void test_llama2_f16_q8(void) {
+static void test_llama2_f16_q8_q4(void) {
     char gg[600], out[600];
     snprintf(gg, sizeof gg, "%s/llama2.gg", tmpdir);
-    gg_type types[] = {GG_TYPE_F16, GG_TYPE_Q8};
-    uint32_t gt[] = {1, 8};
-    for (int k = 0; k < 2; k++) {
-        snprintf(out, sizeof out, "%s/llama2.%s.gguf", tmpdir, gg_type_name(types[k]));
+    gg_gguf_type types[] = {GG_GGUF_F16, GG_GGUF_Q8_0, GG_GGUF_Q4_0};
+    uint32_t ftype[] = {1, 7, 2};
+    for (int k = 0; k < 3; k++) {
+        snprintf(out, sizeof out, "%s/llama2.%s.gguf", tmpdir, gg_gguf_type_name(types[k]));
         gg_err err;
         REQUIRE(export_fixture("llama2-mha", types[k], gg, out, &err) == 0, "%s", err.msg);
         gguf g;
         int pr = gguf_parse(&g, out);
         CHECK(pr == 0, "%s", g.err);
         if (pr == 0) {
-            CHECK(has_u32(&g, "general.file_type", k ? 7 : 1), "file_type");
-            CHECK(check_tensors(&g, gg, 1, gt[k], 4, 4, 16), "%s tensor data", gg_type_name(types[k]));
+            CHECK(has_u32(&g, "general.file_type", ftype[k]), "file_type");
+            CHECK(check_tensors(&g, gg, 1, (uint32_t)types[k], 4, 4, 16), "%s tensor data",
+                  gg_gguf_type_name(types[k]));
             const gti *down = ti_find(&g, "blk.0.ffn_down.weight"), *q = ti_find(&g, "blk.0.attn_q.weight");
             CHECK(down && down->type == 1, "ffn_down (172 columns) stays f16");
-            CHECK(q && q->type == gt[k], "attn_q type");
+            CHECK(q && q->type == (uint32_t)types[k], "attn_q type");
         }
         gguf_free(&g);
     }
@@ -486,7 +515,7 @@ static void test_llama3_rope(void) {
     snprintf(gg, sizeof gg, "%s/llama3.gg", tmpdir);
     snprintf(out, sizeof out, "%s/llama3.gguf", tmpdir);
     gg_err err;
-    REQUIRE(export_fixture("llama3-gqa", GG_TYPE_F32, gg, out, &err) == 0, "%s", err.msg);
+    REQUIRE(export_fixture("llama3-gqa", GG_GGUF_F32, gg, out, &err) == 0, "%s", err.msg);
     gguf g;
     int pr = gguf_parse(&g, out);
     CHECK(pr == 0, "%s", g.err);
@@ -524,7 +553,7 @@ static void test_mistral_q8(void) {
     snprintf(out, sizeof out, "%s/mistral.gguf", tmpdir);
     REQUIRE(convert_dir(dir, gg, GG_TYPE_F16) == 0, "convert");
     gg_err err;
-    REQUIRE(export_fixture("mistral-gqa-f16", GG_TYPE_Q8, gg, out, &err) == 0, "%s", err.msg);
+    REQUIRE(export_fixture("mistral-gqa-f16", GG_GGUF_Q8_0, gg, out, &err) == 0, "%s", err.msg);
     gguf g;
     int pr = gguf_parse(&g, out);
     CHECK(pr == 0, "%s", g.err);
@@ -540,7 +569,7 @@ static void test_qwen2(void) {
     snprintf(gg, sizeof gg, "%s/qwen2.gg", tmpdir);
     snprintf(out, sizeof out, "%s/qwen2.gguf", tmpdir);
     gg_err err;
-    REQUIRE(export_fixture("qwen2-bias-tied", GG_TYPE_F32, gg, out, &err) == 0, "%s", err.msg);
+    REQUIRE(export_fixture("qwen2-bias-tied", GG_GGUF_F32, gg, out, &err) == 0, "%s", err.msg);
     gguf g;
     int pr = gguf_parse(&g, out);
     CHECK(pr == 0, "%s", g.err);
@@ -618,7 +647,7 @@ static void test_tokenizer_spm(void) {
     REQUIRE(rc == 0, "fixture copy");
     REQUIRE(convert_dir(dir, gg, GG_TYPE_F32) == 0, "convert");
     gg_err err;
-    REQUIRE(export_fixture("llama2-mha", GG_TYPE_F32, gg, out, &err) == 0, "%s", err.msg);
+    REQUIRE(export_fixture("llama2-mha", GG_GGUF_F32, gg, out, &err) == 0, "%s", err.msg);
     gguf g;
     int pr = gguf_parse(&g, out);
     CHECK(pr == 0, "%s", g.err);
@@ -684,7 +713,7 @@ static void test_tokenizer_bpe(void) {
     REQUIRE(rc == 0, "fixture copy");
     REQUIRE(convert_dir(dir, gg, GG_TYPE_F32) == 0, "convert");
     gg_err err;
-    REQUIRE(export_fixture("qwen2-bias-tied", GG_TYPE_F16, gg, out, &err) == 0, "%s", err.msg);
+    REQUIRE(export_fixture("qwen2-bias-tied", GG_GGUF_F16, gg, out, &err) == 0, "%s", err.msg);
     gguf g;
     int pr = gguf_parse(&g, out);
     CHECK(pr == 0, "%s", g.err);
@@ -725,17 +754,17 @@ static void test_refused(void) {
     snprintf(out, sizeof out, "%s/bad.gguf", tmpdir);
     REQUIRE(fixture_copy("llama2-mha", dir, NULL, NULL, tsrc) == 0, "fixture copy");
     REQUIRE(convert_dir(dir, gg, GG_TYPE_F32) == 0, "convert");
-    CHECK(export_fixture("llama2-mha", GG_TYPE_F32, gg, out, &err) != 0 && strstr(err.msg, "model.vocab_size") &&
+    CHECK(export_fixture("llama2-mha", GG_GGUF_F32, gg, out, &err) != 0 && strstr(err.msg, "model.vocab_size") &&
               strstr(err.msg, "tokenizer.json"),
           "vocab mismatch: %s", err.msg);
     CHECK(access(out, F_OK) != 0, "no output on failure");
     snprintf(gg, sizeof gg, "%s/llama2.gg", tmpdir);
-    CHECK(export_fixture("llama2-mha", GG_TYPE_BF16, gg, out, &err) != 0 && strstr(err.msg, "bf16"), "bf16: %s",
-          err.msg);
+    CHECK(export_fixture("llama2-mha", (gg_gguf_type)30, gg, out, &err) != 0 && strstr(err.msg, "not supported"),
+          "type 30 (bf16 in ggml): %s", err.msg);
     const char *bad[] = {"gemma-f32", "falcon7b-style"};
     for (int k = 0; k < 2; k++) {
         snprintf(gg, sizeof gg, "%s/%s.gg", tmpdir, bad[k]);
-        CHECK(export_fixture(bad[k], GG_TYPE_F16, gg, out, &err) != 0 && strstr(err.msg, "general.architecture") &&
+        CHECK(export_fixture(bad[k], GG_GGUF_F16, gg, out, &err) != 0 && strstr(err.msg, "general.architecture") &&
                   strstr(err.msg, k ? "falcon" : "gemma"),
               "%s: %s", bad[k], err.msg);
         CHECK(access(out, F_OK) != 0, "no output on failure");
@@ -748,7 +777,7 @@ int main(void) {
         return 1;
     }
     RUN(test_llama2_f32);
-    RUN(test_llama2_f16_q8);
+    RUN(test_llama2_f16_q8_q4);
     RUN(test_llama3_rope);
     RUN(test_mistral_q8);
     RUN(test_qwen2);

@@ -45,8 +45,9 @@ static void usage(FILE *f) {
             "                          one file)\n"
             "      --gguf-out FILE     also write the merged model as GGUF for llama.cpp (llama,\n"
             "                          mistral, qwen2; the tokenizer when the model has one)\n"
-            "      --gguf-type T       its weights' type: f16, q8_0 or f32 (default f16; nf4 has no\n"
-            "                          GGUF equivalent: q8_0 is the nearest)\n"
+            "      --gguf-type T       its weights' type: f16, q8_0, q4_0 or f32 (default f16; nf4\n"
+            "                          has no GGUF equivalent: q8_0 keeps the merge best, q4_0\n"
+            "                          is as small but rounds coarser than nf4)\n"
             "      --peft-out DIR      write the one adapter given as a PEFT folder\n"
             "                          (adapter_config.json + adapter_model.safetensors) for BASE;\n"
             "                          with it, -o is optional (no merge then)\n"
@@ -98,13 +99,13 @@ static void on_signal(int sig) {
 enum { O_FORCE = 256, O_THREADS, O_VERSION, O_HF_OUT, O_HF_TYPE, O_SHARD, O_PEFT_OUT, O_GGUF_OUT, O_GGUF_TYPE };
 
 /* --gguf-out: the merged model as GGUF. */
-static void write_gguf(const char *gg_path, const char *path, gg_type t) {
+static void write_gguf(const char *gg_path, const char *path, gg_gguf_type t) {
     gg_err err;
     gg_file *f = NULL;
     double t0 = gg_now();
     if (gg_file_open(&f, gg_path, 0, &err) || gg_gguf_export(f, path, t, &err)) gg_die(TOOL, "--gguf-out: %s", err.msg);
     gg_file_close(f);
-    fprintf(stderr, "ggmerge: wrote %s (GGUF, %s, %.2f s)\n", path, t == GG_TYPE_Q8 ? "q8_0" : gg_type_name(t),
+    fprintf(stderr, "ggmerge: wrote %s (GGUF, %s, %.2f s)\n", path, gg_gguf_type_name(t),
             gg_now() - t0);
 }
 
@@ -140,7 +141,7 @@ static gg_merge_adapter *ads; /* the -a arguments (file scope: still reachable a
 
 int main(int argc, char **argv) {
     const char *model = NULL, *out = NULL, *hf_out = NULL, *peft_out = NULL, *gguf_out = NULL;
-    gg_type gguf_type = GG_TYPE_F16;
+    gg_gguf_type gguf_type = GG_GGUF_F16;
     gg_type hf_type = GG_TYPE_BF16;
     long shard_mb = 0;
     ads = calloc((size_t)argc, sizeof *ads);
@@ -193,10 +194,11 @@ int main(int argc, char **argv) {
         case O_PEFT_OUT: peft_out = optarg; break;
         case O_GGUF_OUT: gguf_out = optarg; break;
         case O_GGUF_TYPE:
-            if (!strcmp(optarg, "f16")) gguf_type = GG_TYPE_F16;
-            else if (!strcmp(optarg, "f32")) gguf_type = GG_TYPE_F32;
-            else if (!strcmp(optarg, "q8_0")) gguf_type = GG_TYPE_Q8;
-            else gg_die(TOOL, "--gguf-type '%s': expected f16, q8_0 or f32", optarg);
+            if (!strcmp(optarg, "f16")) gguf_type = GG_GGUF_F16;
+            else if (!strcmp(optarg, "f32")) gguf_type = GG_GGUF_F32;
+            else if (!strcmp(optarg, "q8_0")) gguf_type = GG_GGUF_Q8_0;
+            else if (!strcmp(optarg, "q4_0")) gguf_type = GG_GGUF_Q4_0;
+            else gg_die(TOOL, "--gguf-type '%s': expected f16, q8_0, q4_0 or f32", optarg);
             break;
         case 'v': u.verbose = 1; break;
         case 'q': u.quiet = 1; break;
