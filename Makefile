@@ -35,6 +35,12 @@ LIB_SRC  = $(wildcard $(addsuffix /*.c,$(LIB_DIRS)))
 LIB_OBJ  = $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC))
 LIB      = $(BUILD)/libgg.a
 
+# serve/: the HTTP layer of ggserve (libmicrohttpd), its own archive so that
+# only ggserve and its tests link libmicrohttpd.
+SERVE_SRC = $(wildcard serve/*.c)
+SERVE_OBJ = $(patsubst %.c,$(BUILD)/%.o,$(SERVE_SRC))
+SERVE_LIB = $(BUILD)/libggserve.a
+
 TOOL_SRC = $(wildcard tools/*.c)
 TOOLS    = $(patsubst tools/%.c,$(BIN)/%,$(TOOL_SRC))
 
@@ -66,6 +72,12 @@ $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
+$(SERVE_LIB): $(SERVE_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(SERVE_OBJ): $(wildcard serve/*.html)
+
 $(CUDA_LIB): $(CUDA_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
@@ -74,6 +86,14 @@ ifeq ($(MPI),1)
 $(BIN)/ggtrain: private CFLAGS += -DGG_MPI $(shell $(MPICC) --showme:compile)
 $(BIN)/ggtrain: private LDLIBS += $(shell $(MPICC) --showme:link)
 endif
+
+$(BIN)/ggserve: tools/ggserve.c $(SERVE_LIB) $(LIB) $(wildcard tools/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(SERVE_LIB) $(LIB) $(LDFLAGS) $(LDLIBS) -lmicrohttpd -o $@
+
+$(BUILD)/tests/test_serve%: tests/test_serve%.c tests/check.h $(SERVE_LIB) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(SERVE_LIB) $(LIB) $(LDFLAGS) $(LDLIBS) -lmicrohttpd -o $@
 
 $(BIN)/%: tools/%.c $(LIB) $(wildcard tools/*.h)
 	@mkdir -p $(dir $@)

@@ -104,4 +104,30 @@ void gg_session_truncate(gg_session *s, int64_t n_keep);
  * [n, vocab] — every position; else [vocab] — the last position only. */
 int gg_session_eval(gg_session *s, const int32_t *ids, int64_t n, float *logits, int all_logits, gg_err *err);
 
+/* ---- batches: one forward over several sessions ---- */
+/* Scratch for forwards of up to max_tokens rows over any sessions of one
+ * model. All sessions' new tokens are concatenated as rows, so each linear
+ * layer is one matmul over every row (the weights are read once per step);
+ * RoPE uses each row's own position, K/V go to each session's own cache,
+ * attention runs per session over its cache, and each session's adapters
+ * (gg_session_set_adapters) apply to its own rows only (rows of sessions
+ * with the same adapters share one LoRA gemm pair). A batch serves one
+ * thread at a time; its sessions must not be evaluated concurrently. */
+typedef struct gg_batch gg_batch;
+
+int gg_batch_new(gg_batch **out, gg_model *m, int64_t max_tokens, gg_err *err);
+void gg_batch_free(gg_batch *b);
+/* Rows the batch holds. */
+int64_t gg_batch_capacity(const gg_batch *b);
+
+/* Feed n[i] >= 1 tokens ids[i] to session ss[i] (distinct sessions of the
+ * batch's model), for i < n_seq; Σ n[i] <= the capacity. Everything is
+ * checked first (nothing is evaluated on error). logits (host, may be NULL):
+ * per session in order, [n[i], vocab] when all_logits[i], else [vocab] (its
+ * last position), concatenated; all_logits may be NULL (last only).
+ * Results equal gg_session_eval of each session alone up to float rounding
+ * (the summation order of a matmul may depend on its row count). */
+int gg_batch_eval(gg_batch *b, gg_session *const *ss, const int32_t *const *ids, const int64_t *n, size_t n_seq,
+                  float *logits, const int *all_logits, gg_err *err);
+
 #endif

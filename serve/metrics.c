@@ -1,0 +1,107 @@
+/* metrics.c — counters and histograms of ggserve, and their Prometheus
+ * text exposition (version 0.0.4) for GET /metrics. See server.h. */
+#define GG_SERVE_INTERNAL
+#include "serve/server.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const double BUCKETS[GG_MET_NB] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
+static const char *const EP_NAMES[GG_EP_COUNT] = {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health",
+                                                  "/metrics", "/v1/adapters", "/tokenize", "/", "other"};
+static const char *const CODE_NAMES[GG_CODE_COUNT] = {"2xx", "400", "401", "403", "404", "405", "413", "503", "500",
+                                                      "other"};
+
+void gg_met_init(gg_metrics *m) {
+    memset(m, 0, sizeof *m);
+    pthread_mutex_init(&m->mu, NULL);
+}
+
+void gg_met_request(gg_metrics *m, int ep, int status) {
+    int c;
+    switch (status) {
+    case 400: c = GG_CODE_400; break;
+    case 401: c = GG_CODE_401; break;
+    case 403: c = GG_CODE_403; break;
+    case 404: c = GG_CODE_404; break;
+    case 405: c = GG_CODE_405; break;
+    case 413: c = GG_CODE_413; break;
+    case 503: c = GG_CODE_503; break;
+    case 500: c = GG_CODE_500; break;
+    default: c = status >= 200 && status < 300 ? GG_CODE_2XX : GG_CODE_OTHER;
+    }
+    if (ep < 0 || ep >= GG_EP_COUNT) ep = GG_EP_OTHER;
+    pthread_mutex_lock(&m->mu);
+    m->requests[ep][c]++;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void gg_met_observe(gg_metrics *m, gg_hist *h, double v) {
+    if (!(v >= 0)) v = 0;
+    pthread_mutex_lock(&m->mu);
+    int i = 0;
+    while (i < GG_MET_NB && v > BUCKETS[i]) i++;
+    h->b[i]++;
+    h->sum += v;
+    h->count++;
+    pthread_mutex_unlock(&m->mu);
+}
+
+static void hist(gg_sbuf *b, const char *name, const char *help, const gg_hist *h) {
+    gg_sbuf_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    uint64_t cum = 0;
+    for (int i = 0; i < GG_MET_NB; i++) {
+        cum += h->b[i];
+        gg_sbuf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, BUCKETS[i], (unsigned long long)cum);
+    }
+    cum += h->b[GG_MET_NB];
+    gg_sbuf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name, (unsigned long long)cum, name,
+                   h->sum, name, (unsigned long long)h->count);
+}
+
+static void counter(gg_sbuf *b, const char *name, const char *help, const char *type, double v) {
+    gg_sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+}
+
+char *gg_met_text(gg_srv *s) {
+    gg_sched_stats st;
+    gg_sched_stats_get(s->sched, &st);
+    int n_ad = 0;
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < GG_SRV_MAX_ADAPTERS; i++) n_ad += s->ad[i].used;
+    pthread_mutex_unlock(&s->mu);
+    gg_metrics *m = &s->met;
+    gg_sbuf b = {0};
+    pthread_mutex_lock(&m->mu);
+    gg_metrics c = *m; /* a consistent copy (the mutex field is not used) */
+    pthread_mutex_unlock(&m->mu);
+    gg_sbuf_adds(&b, "# HELP gg_http_requests_total HTTP requests answered, by endpoint and status\n"
+                     "# TYPE gg_http_requests_total counter\n");
+    for (int e = 0; e < GG_EP_COUNT; e++)
+        for (int k = 0; k < GG_CODE_COUNT; k++)
+            if (c.requests[e][k] || (k == GG_CODE_2XX && e <= GG_EP_CHAT))
+                gg_sbuf_printf(&b, "gg_http_requests_total{endpoint=\"%s\",code=\"%s\"} %llu\n", EP_NAMES[e],
+                               CODE_NAMES[k], (unsigned long long)c.requests[e][k]);
+    counter(&b, "gg_prompt_tokens_total", "Prompt tokens of accepted generation requests", "counter",
+            (double)c.prompt_tokens);
+    counter(&b, "gg_generated_tokens_total", "Tokens generated", "counter", (double)c.gen_tokens);
+    counter(&b, "gg_requests_cancelled_total", "Generation requests cancelled (client gone, shutdown)", "counter",
+            (double)c.cancelled);
+    counter(&b, "gg_stop_strings_total", "Generations ended by a stop string", "counter", (double)c.stop_strings);
+    hist(&b, "gg_request_duration_seconds", "Time from request to the last byte queued (generation requests)",
+         &c.latency);
+    hist(&b, "gg_time_to_first_token_seconds", "Time from request to the first generated token", &c.ttft);
+    counter(&b, "gg_queue_depth", "Requests waiting for a slot", "gauge", st.queued);
+    counter(&b, "gg_slots_active", "Slots generating or reading a prompt", "gauge", st.active);
+    counter(&b, "gg_slots", "Slots (--parallel)", "gauge", st.n_slots);
+    counter(&b, "gg_adapters", "Adapters loaded", "gauge", n_ad);
+    counter(&b, "gg_sched_steps_total", "Batched forward passes", "counter", (double)st.steps);
+    counter(&b, "gg_sched_prompt_tokens_total", "Prompt tokens evaluated", "counter", (double)st.prompt_tokens);
+    counter(&b, "gg_sched_reused_tokens_total", "Prompt tokens taken from a slot's cache (prefix reuse)", "counter",
+            (double)st.reused_tokens);
+    counter(&b, "gg_sched_generated_tokens_total", "Tokens generated by the scheduler", "counter",
+            (double)st.gen_tokens);
+    counter(&b, "gg_sched_rejected_total", "Requests refused because the queue was full", "counter",
+            (double)st.rejected);
+    return b.p;
+}
