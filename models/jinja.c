@@ -1616,8 +1616,10 @@ static V concat_str(J *j, V l, V r, int pos) {
     return mkstr(b.p, b.n);
 }
 
+/* An integer result outside int64 (or NaN) stays a float, as the JavaScript
+ * number it is in @huggingface/jinja (no undefined conversion). */
 static V num_result(int fl, double d) {
-    if (fl) return mkfloat(d);
+    if (fl || !(d > -9223372036854775808.0 && d < 9223372036854775808.0)) return mkfloat(d);
     return mkint((int64_t)d);
 }
 

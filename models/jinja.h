@@ -20,7 +20,10 @@
  * Known differences from @huggingface/jinja: upper/lower/title/capitalize
  * and tojson(sort_keys=true) treat only ASCII letters as letters / compare
  * bytes; string indexing counts code points (JavaScript counts UTF-16 units;
- * they differ only for characters outside the BMP); |first / |last of an
+ * they differ only for characters outside the BMP); integers are int64
+ * (JavaScript rounds them to doubles past 2^53) and an integer result past
+ * int64 becomes a float (printed with ".0" when whole, where JavaScript
+ * prints no fraction); |first / |last of an
  * empty list is an error (@huggingface/jinja crashes on it unless the value
  * is never used). Unsupported, each an error naming it: `*args` / `**kwargs`
  * in calls, a macro's varargs/kwargs, strftime_now(), range()

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # tests/demo.sh — the end-to-end demo on the small built-in checkpoint
 # (tests/fixtures/hf/llama3-gqa, a tiny random Llama 3 in real HF format).
-# Today: convert → inspect → verify → generate (with a LoRA adapter too) →
-# train a QLoRA adapter (held-out loss) → generate with it.
-# It grows with each tool.
+# convert → inspect → verify → generate (with a LoRA adapter too) → train a
+# QLoRA adapter (held-out loss) → generate with it → evaluate base and
+# adapter (ggeval harness, with --compare) → serve both (ggserve, curl).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${GG_BIN:-bin}
@@ -60,3 +60,26 @@ Tell me the capital of Japan.
 echo "== gggen on a held-out phrasing, without and with the adapter"
 echo "base:         $("$BIN/gggen" -q -m "$OUT/demo-nf4.gg" -p "$Q" -n 12 --temp 0)"
 echo "with adapter: $("$BIN/gggen" -q -m "$OUT/demo-nf4.gg" -a "$OUT/capitals.gg" -p "$Q" -n 12 --temp 0)"
+echo "== ggeval: the base and the adapter on the held-out phrasings (4-way choice, and generation)"
+TASKS=tests/fixtures/tasks/capitals.yaml,tests/fixtures/tasks/capitals_gen.yaml
+"$BIN/ggeval" harness -m "$OUT/demo-nf4.gg" --tasks "$TASKS" --add-bos --output "$OUT/eval-base.json"
+"$BIN/ggeval" harness -m "$OUT/demo-nf4.gg" -a "$OUT/capitals.gg" --tasks "$TASKS" --add-bos \
+    --output "$OUT/eval-adapter.json" --compare "$OUT/eval-base.json"
+echo "== ggserve: the base and the adapter behind one OpenAI-compatible endpoint (Alpaca chat template: the training format)"
+"$BIN/ggserve" -m "$OUT/demo-nf4.gg" --lora capitals="$OUT/capitals.gg" --chat-template alpaca --port 0 -q \
+    2>"$OUT/serve.log" &
+SP=$!
+trap 'kill $SP 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q 'listening on' "$OUT/serve.log" && break; sleep 0.1; done
+URL=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$OUT/serve.log" | head -n 1)
+[ -n "$URL" ] || { cat "$OUT/serve.log"; exit 1; }
+echo "$URL/v1/models: $(curl -s "$URL/v1/models" | tr -d '\n' | sed 's/"created":[0-9]*,//g' | cut -c1-160)..."
+for model in demo-nf4 capitals; do
+    curl -s "$URL/v1/chat/completions" -H 'Content-Type: application/json' \
+        -d "{\"model\": \"$model\", \"max_tokens\": 12, \"temperature\": 0,
+             \"messages\": [{\"role\": \"user\", \"content\": \"Tell me the capital of Japan.\"}]}" >"$OUT/chat.json"
+    grep -q '"error"' "$OUT/chat.json" && { cat "$OUT/chat.json"; exit 1; }
+    echo "$model: $(sed -n 's/.*"content":"\([^"]*\)".*/\1/p' "$OUT/chat.json")"
+done
+kill "$SP"; wait "$SP" 2>/dev/null || true
+echo "(open $URL/ while ggserve runs for a chat page with both side by side)"

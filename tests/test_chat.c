@@ -90,6 +90,8 @@ static void test_whitespace_control(void) {
 static void test_expressions(void) {
     EXPECT("{{ 1 + 2 * 3 }}|{{ (1 + 2) * 3 }}|{{ 7 // 2 }}|{{ -7 // 2 }}|{{ 7 % 3 }}|{{ 7 / 2 }}|{{ 2 ** 10 }}",
            NULL, "7|9|3|-4|1|3.5|1024");
+    /* an integer result past int64 becomes a float (found by fuzz_task) */
+    EXPECT("{{ 7777 ** 7 }}", NULL, "1.7206189143504983e+27");
     EXPECT("{{ 0.1 + 0.2 }}|{{ 1 / 3 }}|{{ 2.5 * 2 }}|{{ -3 }}|{{ - 2.5 }}", NULL,
            "0.30000000000000004|0.3333333333333333|5.0|-3|-2.5");
     EXPECT("{{ 'a' ~ 1 ~ 2.0 ~ true }}|{{ 'a' + 'b' }}|{{ 'n' + 1 }}", NULL, "a12true|ab|n1");
