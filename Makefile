@@ -111,6 +111,10 @@ test: $(ALL) $(TESTS)
 FUZZ_SRC = $(wildcard tests/fuzz_*.c)
 FUZZERS  = $(patsubst tests/%.c,build/fuzz/%,$(FUZZ_SRC))
 FUZZ_LIB_SRC = $(LIB_SRC)
+build/fuzz/fuzz_serve%: tests/fuzz_serve%.c $(FUZZ_LIB_SRC) $(SERVE_SRC) $(wildcard */*.h) $(wildcard serve/*.html)
+	@mkdir -p $(dir $@)
+	clang $(CFLAGS_BASE) -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  $< $(FUZZ_LIB_SRC) $(SERVE_SRC) $(LDLIBS) -lmicrohttpd -o $@
 build/fuzz/%: tests/%.c $(FUZZ_LIB_SRC) $(wildcard */*.h)
 	@mkdir -p $(dir $@)
 	clang $(CFLAGS_BASE) -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
