@@ -11,6 +11,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 static int check_pass_, check_fail_, check_cur_failed_;
 static const char *check_cur_name_;
@@ -55,6 +56,24 @@ static inline int check_done(void) {
 static inline const char *check_fixtures(void) {
     const char *d = getenv("GG_FIXTURES");
     return d && *d ? d : "tests/fixtures";
+}
+
+/* 1 when the fixture file rel (under check_fixtures()) is readable; else
+ * prints "skip: fixtures not found under DIR" and returns 0 (the test's main
+ * then returns check_done()). */
+static inline int check_have_fixture(const char *rel) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", check_fixtures(), rel);
+    if (access(p, R_OK) == 0) return 1;
+    printf("skip: fixtures not found under %s\n", check_fixtures());
+    return 0;
+}
+
+/* rm -rf dir: a test's mkdtemp folder. */
+static inline void check_rm_tree(const char *dir) {
+    char cmd[1100];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }
 
 #endif

@@ -15,9 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define GG_SERVE_INTERNAL /* gg_srv's fields: the harness builds a fake server */
-#include "models/chat.h"
-#include "serve/server.h"
+#include "tests/serve_fake.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -30,20 +28,8 @@ static gg_srv *fake_srv(void) {
         fprintf(stderr, "fuzz_serve_request: %s (run from the repository root)\n", err.msg);
         abort();
     }
-    gg_srv *s = calloc(1, sizeof *s);
+    gg_srv *s = gg_test_fake_srv(t);
     if (!s) abort();
-    gg_srv_opts_default(&s->o);
-    s->tok = t;
-    s->model_name = strdup("base");
-    s->chat_template = strdup(gg_chat_builtin("alpaca"));
-    s->vocab = 32000;
-    s->slot_ctx = 64;
-    s->eos[0] = s->eos[1] = 2;
-    pthread_mutex_init(&s->mu, NULL);
-    gg_met_init(&s->met);
-    snprintf(s->ad[0].name, sizeof s->ad[0].name, "sql");
-    s->ad[0].handle = 3;
-    s->ad[0].used = 1;
     return s;
 }
 

@@ -677,11 +677,7 @@ static void test_counts_and_stderr(void) {
     CHECK(b1 == b2 && fabs(b1 - se) < 0.2 * se, "bootstrap %.4f %.4f vs %.4f", b1, b2, se);
 }
 
-static void cleanup(void) {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
-}
+static void cleanup(void) { check_rm_tree(tmpdir); }
 
 int main(void) {
     if (!mkdtemp(tmpdir)) return 1;

@@ -458,19 +458,10 @@ static void test_refused(void) {
     printf("  unwritable: %s\n", err.msg);
 }
 
-static void cleanup(void) {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
-}
+static void cleanup(void) { check_rm_tree(tmpdir); }
 
 int main(void) {
-    char p[600];
-    snprintf(p, sizeof p, "%s/hf/llama2-mha/lora/adapter_config.json", check_fixtures());
-    if (access(p, R_OK) != 0) {
-        printf("skip: fixtures not found under %s\n", check_fixtures());
-        return check_done();
-    }
+    if (!check_have_fixture("hf/llama2-mha/lora/adapter_config.json")) return check_done();
     if (!mkdtemp(tmpdir)) return 1;
     gg_err err;
     be = gg_backend_cpu_new(2, &err);

@@ -17,6 +17,7 @@
 #include "models/chat.h"
 #include "serve/server.h"
 #include "tests/check.h"
+#include "tests/serve_fake.h"
 
 static void test_key_equal(void) {
     CHECK(gg_srv_key_equal("secret", 6, "secret"), "equal");
@@ -237,23 +238,6 @@ static void test_error_json(void) {
 
 /* ---- request parsing against a server with no sockets and no scheduler ---- */
 
-static gg_srv *fake_srv(gg_tokenizer *t) {
-    gg_srv *s = calloc(1, sizeof *s);
-    gg_srv_opts_default(&s->o);
-    s->tok = t;
-    s->model_name = strdup("base");
-    s->chat_template = strdup(gg_chat_builtin("alpaca"));
-    s->vocab = 32000;
-    s->slot_ctx = 64;
-    s->eos[0] = s->eos[1] = 2;
-    pthread_mutex_init(&s->mu, NULL);
-    gg_met_init(&s->met);
-    snprintf(s->ad[0].name, sizeof s->ad[0].name, "sql");
-    s->ad[0].handle = 3;
-    s->ad[0].used = 1;
-    return s;
-}
-
 /* Parse body; expect status (0: success) and, on error, param/code. */
 static void expect(gg_srv *s, int chat, const char *body, int want, const char *param, const char *code) {
     int status = 0;
@@ -286,7 +270,7 @@ static void expect(gg_srv *s, int chat, const char *body, int want, const char *
 static void test_parse(void) {
     gg_tokenizer *t = llama2_tok();
     REQUIRE(t, "tokenizer");
-    gg_srv *s = fake_srv(t);
+    gg_srv *s = gg_test_fake_srv(t);
     expect(s, 0, "{\"prompt\":\"hi\"}", 0, NULL, NULL);
     expect(s, 0, "{\"prompt\":\"hi\",\"model\":\"sql\"}", 0, NULL, NULL);
     expect(s, 0, "{\"prompt\":[1,2,3]}", 0, NULL, NULL);

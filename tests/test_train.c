@@ -543,12 +543,7 @@ static void test_tool_parity(void) {
 }
 
 int main(void) {
-    char p[600];
-    snprintf(p, sizeof p, "%s/hf/llama2-mha/lora/ref_grads.safetensors", check_fixtures());
-    if (access(p, R_OK) != 0) {
-        printf("skip: fixtures not found under %s\n", check_fixtures());
-        return check_done();
-    }
+    if (!check_have_fixture("hf/llama2-mha/lora/ref_grads.safetensors")) return check_done();
     snprintf(tmpdir, sizeof tmpdir, "/tmp/gg-test-train-XXXXXX");
     if (!mkdtemp(tmpdir)) return 1;
     RUN(test_parity_peft);

@@ -43,6 +43,31 @@ static inline void gg_die(const char *tool, const char *fmt, ...) {
     exit(1);
 }
 
+/* All of stream f into a malloc'd, NUL-terminated buffer (*len bytes, NUL
+ * not counted); NULL on out-of-memory or a read error (errno says which). */
+static inline char *gg_read_stream(FILE *f, size_t *len) {
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap);
+    while (b) {
+        size_t k = fread(b + n, 1, cap - n - 1, f);
+        n += k;
+        if (k == 0) break;
+        if (cap - n < 2) {
+            char *nb = realloc(b, cap *= 2);
+            if (!nb) free(b);
+            b = nb;
+        }
+    }
+    if (b && ferror(f)) {
+        free(b);
+        return NULL;
+    }
+    if (!b) return NULL;
+    b[n] = 0;
+    if (len) *len = n;
+    return b;
+}
+
 /* Parse a whole decimal integer in [lo, hi]; 0 on success. */
 static inline int gg_parse_int(const char *s, long lo, long hi, long *out) {
     char *end;

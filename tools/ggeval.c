@@ -151,25 +151,6 @@ static void progress(void *u, size_t done, size_t total) {
     fflush(stderr);
 }
 
-static char *read_all(FILE *f, size_t *len) {
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap);
-    while (b) {
-        size_t k = fread(b + n, 1, cap - n - 1, f);
-        n += k;
-        if (k == 0) break;
-        if (cap - n < 2) {
-            char *nb = realloc(b, cap *= 2);
-            if (!nb) free(b);
-            b = nb;
-        }
-    }
-    if (!b) gg_die(TOOL, "out of memory reading the text");
-    b[n] = 0;
-    *len = n;
-    return b;
-}
-
 /* ---- options ---- */
 
 typedef struct opts {
@@ -265,13 +246,14 @@ static int cmd_ppl(const opts *o) {
     if (o->tasks || o->output || o->log_samples || o->compare) gg_die(TOOL, "ppl: --tasks, --output, --log-samples and --compare are harness options");
     size_t len;
     char *text;
-    if (strcmp(o->file, "-") == 0) text = read_all(stdin, &len);
+    if (strcmp(o->file, "-") == 0) text = gg_read_stream(stdin, &len);
     else {
         FILE *f = fopen(o->file, "rb");
         if (!f) gg_die(TOOL, "%s: %s", o->file, strerror(errno));
-        text = read_all(f, &len);
+        text = gg_read_stream(f, &len);
         fclose(f);
     }
+    if (!text) gg_die(TOOL, "%s: %s", strcmp(o->file, "-") ? o->file : "stdin", strerror(errno));
     gg_err err;
     gg_backend *be = gg_tool_backend(o->device, (int)o->threads, &err);
     if (!be) gg_die(TOOL, "%s", err.msg);

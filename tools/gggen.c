@@ -68,26 +68,6 @@ static void usage(FILE *f) {
 
 /* ---- prompt ---- */
 
-static char *read_all(FILE *f, size_t *len) {
-    size_t cap = 4096, n = 0;
-    char *b = malloc(cap);
-    while (b) {
-        size_t k = fread(b + n, 1, cap - n - 1, f);
-        n += k;
-        if (k == 0) break;
-        if (cap - n < 2) {
-            char *nb = realloc(b, cap *= 2);
-            if (!nb) free(b);
-            b = nb;
-        }
-    }
-    if (!b) gg_die(TOOL, "out of memory reading the prompt");
-    if (ferror(f)) gg_die(TOOL, "reading stdin: %s", strerror(errno));
-    b[n] = 0;
-    *len = n;
-    return b;
-}
-
 static int32_t *parse_ids(const char *s, size_t *n) {
     size_t cap = 16;
     int32_t *ids = malloc(cap * sizeof *ids);
@@ -202,9 +182,9 @@ static char *render_chat(const gg_tokenizer *tok, const char *template_arg, cons
         FILE *f = fopen(template_arg, "rb");
         if (!f) gg_die(TOOL, "--template '%s': not a built-in (alpaca, chatml, llama2, llama3) and not a readable file",
                        template_arg);
-        size_t n;
-        src = file = read_all(f, &n);
+        src = file = gg_read_stream(f, NULL);
         fclose(f);
+        if (!file) gg_die(TOOL, "--template '%s': %s", template_arg, strerror(errno));
     } else if (!(src = gg_tokenizer_chat_template(tok))) {
         gg_die(TOOL, "the model has no chat template: pass --template alpaca|chatml|llama2|llama3|FILE");
     }
@@ -357,7 +337,7 @@ int main(int argc, char **argv) {
             tlen = strlen(prompt);
         } else {
             if (isatty(STDIN_FILENO)) gg_die(TOOL, "no prompt: give -p TEXT, --ids \"1 2 3\" or pipe text on stdin");
-            text = read_all(stdin, &tlen);
+            if (!(text = gg_read_stream(stdin, &tlen))) gg_die(TOOL, "reading stdin: %s", strerror(errno));
         }
         if (!tok) gg_die(TOOL, "%s has no tokenizer: give the prompt with --ids", model_path);
         int add_special = 1;
