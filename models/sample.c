@@ -23,7 +23,8 @@ struct gg_sampler {
     gg_sample_params p;
     int64_t vocab;
     uint64_t rng[4];
-    uint32_t *stamp; /* [vocab]: == gen when the token was penalised this call */
+    uint32_t *stamp; /* [vocab]: == gen when the token was counted this call */
+    uint32_t *count; /* [vocab]: its count in the history window (valid when stamp == gen) */
     uint32_t gen;
     cand *c;         /* [vocab] candidates */
     float *heap;     /* [vocab] top-k heap of values */
@@ -50,6 +51,8 @@ int gg_sample_params_check(const gg_sample_params *p, gg_err *err) {
         return gg_errf(err, "sampling: repeat_penalty %g must be finite and > 0", (double)p->repeat_penalty);
     if (p->repeat_last_n < -1)
         return gg_errf(err, "sampling: repeat_last_n %d must be -1 (all), 0 (none) or positive", p->repeat_last_n);
+    if (!isfinite(p->freq_penalty)) return gg_errf(err, "sampling: freq_penalty is not finite");
+    if (!isfinite(p->presence_penalty)) return gg_errf(err, "sampling: presence_penalty is not finite");
     return 0;
 }
 
@@ -91,11 +94,12 @@ gg_sampler *gg_sampler_new(const gg_sample_params *p, int64_t vocab) {
     s->p = *p;
     s->vocab = vocab;
     s->stamp = calloc((size_t)vocab, sizeof *s->stamp);
+    s->count = calloc((size_t)vocab, sizeof *s->count);
     s->c = malloc((size_t)vocab * sizeof *s->c);
     s->heap = malloc((size_t)vocab * sizeof *s->heap);
     s->w = malloc((size_t)vocab * sizeof *s->w);
     s->mass = malloc(TOPP_BUCKETS * sizeof *s->mass);
-    if (!s->stamp || !s->c || !s->heap || !s->w || !s->mass) {
+    if (!s->stamp || !s->count || !s->c || !s->heap || !s->w || !s->mass) {
         gg_sampler_free(s);
         return NULL;
     }
@@ -106,6 +110,7 @@ gg_sampler *gg_sampler_new(const gg_sample_params *p, int64_t vocab) {
 void gg_sampler_free(gg_sampler *s) {
     if (!s) return;
     free(s->stamp);
+    free(s->count);
     free(s->c);
     free(s->heap);
     free(s->w);
@@ -147,21 +152,30 @@ static inline void swapc(cand *a, size_t i, size_t j) {
 
 /* ---- the filters ------------------------------------------------------------ */
 
+/* The repetition penalty (once per distinct token of the window) and the
+ * additive frequency / presence penalties (by the token's count in it). */
 static void apply_penalty(gg_sampler *s, float *logits, const int32_t *hist, size_t nh) {
-    float pen = s->p.repeat_penalty;
-    if (pen == 1.0f || !hist || nh == 0 || s->p.repeat_last_n == 0) return;
+    float pen = s->p.repeat_penalty, fp = s->p.freq_penalty, pp = s->p.presence_penalty;
+    if ((pen == 1.0f && fp == 0.0f && pp == 0.0f) || !hist || nh == 0 || s->p.repeat_last_n == 0) return;
     size_t from = 0;
     if (s->p.repeat_last_n > 0 && (size_t)s->p.repeat_last_n < nh) from = nh - (size_t)s->p.repeat_last_n;
     if (++s->gen == 0) {
         memset(s->stamp, 0, (size_t)s->vocab * sizeof *s->stamp);
         s->gen = 1;
     }
-    for (size_t k = from; k < nh; k++) {
+    for (size_t k = from; k < nh; k++) { /* counts */
         int32_t t = hist[k];
-        if (t < 0 || (int64_t)t >= s->vocab || s->stamp[t] == s->gen) continue;
-        s->stamp[t] = s->gen;
+        if (t < 0 || (int64_t)t >= s->vocab) continue;
+        if (s->stamp[t] != s->gen) s->stamp[t] = s->gen, s->count[t] = 0;
+        s->count[t]++;
+    }
+    for (size_t k = from; k < nh; k++) { /* each distinct token once */
+        int32_t t = hist[k];
+        if (t < 0 || (int64_t)t >= s->vocab || s->count[t] == 0) continue;
         float l = logits[t];
-        logits[t] = l > 0 ? l / pen : l * pen;
+        if (pen != 1.0f) l = l > 0 ? l / pen : l * pen;
+        logits[t] = l - (float)s->count[t] * fp - pp;
+        s->count[t] = 0; /* done */
     }
 }
 

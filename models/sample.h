@@ -7,6 +7,10 @@
  * same seed gives the same tokens on every platform). temp <= 0 is greedy:
  * the argmax after the repetition penalty (first index on ties).
  *
+ * The OpenAI frequency / presence penalties (additive, over the same
+ * history window) are applied with the repetition penalty, before the
+ * temperature.
+ *
  * Filter semantics (HF): top-k keeps every token whose logit is >= the
  * k-th largest (ties at the boundary survive); top-p keeps the most
  * probable tokens while the probability mass strictly above them is below
@@ -36,16 +40,22 @@ typedef struct gg_sample_params {
     float min_p;          /* <= 0: off */
     float repeat_penalty; /* 1: off; HF/CTRL style: logit>0 → logit/penalty, else logit*penalty,
                              on every distinct token in the recent history */
-    int repeat_last_n;    /* how much history the penalty looks at (default 64; -1 = all; 0 = none) */
+    int repeat_last_n;    /* how much history the penalties look at (default 64; -1 = all; 0 = none) */
+    float freq_penalty;   /* 0: off; OpenAI's frequency_penalty: logit -= freq_penalty × the
+                             token's count in that history */
+    float presence_penalty; /* 0: off; OpenAI's presence_penalty: logit -= presence_penalty
+                               once for a token present in that history */
     uint64_t seed;
 } gg_sample_params;
 
-/* temp 0.8, top_k 40, top_p 0.95, min_p 0.05, repeat 1.0, last_n 64, seed 0
+/* temp 0.8, top_k 40, top_p 0.95, min_p 0.05, repeat 1.0, last_n 64,
+ * frequency and presence penalties 0, seed 0
  * (callers substitute the time if they want). */
 void gg_sample_params_default(gg_sample_params *p);
 
 /* 0, or -1 with one line naming the bad field: temp not finite, top_p or
- * min_p NaN, repeat_penalty not finite and > 0, repeat_last_n < -1. */
+ * min_p NaN, repeat_penalty not finite and > 0, repeat_last_n < -1,
+ * freq_penalty or presence_penalty not finite. */
 int gg_sample_params_check(const gg_sample_params *p, gg_err *err);
 
 typedef struct gg_sampler gg_sampler;

@@ -507,6 +507,8 @@ gg_job *gg_oa_parse(gg_srv *s, int chat, const char *body, size_t len, int *stat
         *errjson = BAD("frequency_penalty", "'frequency_penalty' and 'presence_penalty' must be from -2 to 2");
         goto fail;
     }
+    j->sp.freq_penalty = (float)fp;
+    j->sp.presence_penalty = (float)pp;
     json_t *sv = json_object_get(o, "seed");
     if (sv && !json_is_null(sv)) {
         if (!json_is_integer(sv)) {

@@ -118,6 +118,13 @@ for m in sft peft; do
     expect 200 POST /v1/completions "$(body $m)"
     [ "$(js "$T/r.json" 'j.choices[0].text')" = "$g_ad" ] || fail "$m: '$(js "$T/r.json" 'j.choices[0].text')' vs gggen -a '$g_ad'"
 done
+# frequency / presence penalties: as gggen's (greedy, 16 tokens; negative,
+# so that they change what the random model says: it repeats itself)
+g_pen=$("$BIN/gggen" -q -m "$T/base.gg" -p "$P" -n 16 --temp 0 --ignore-eos -t 1 --frequency-penalty -1.5 --presence-penalty -0.5)
+g_16=$("$BIN/gggen" -q -m "$T/base.gg" -p "$P" -n 16 --temp 0 --ignore-eos -t 1)
+[ "$g_pen" != "$g_16" ] || fail "the penalties do not change gggen's output: '$g_16'"
+expect 200 POST /v1/completions "{\"model\":\"base\",\"prompt\":\"$P\",\"max_tokens\":16,\"temperature\":0,\"ignore_eos\":true,\"frequency_penalty\":-1.5,\"presence_penalty\":-0.5}"
+[ "$(js "$T/r.json" 'j.choices[0].text')" = "$g_pen" ] || fail "penalties: '$(js "$T/r.json" 'j.choices[0].text')' vs gggen '$g_pen'"
 # without ignore_eos: the end-of-sequence token ends it (no text; its logprob keeps its place)
 g_eos=$("$BIN/gggen" -q -m "$T/base.gg" -a "$T/ad.gg" -p "$P" -n 8 --temp 0 -t 1)
 expect 200 POST /v1/completions "{\"model\":\"sft\",\"prompt\":\"$P\",\"max_tokens\":8,\"temperature\":0,\"logprobs\":1}"

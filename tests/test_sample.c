@@ -387,6 +387,44 @@ static void test_large_reference(void) {
     }
 }
 
+/* OpenAI's additive penalties: logit -= count × frequency + presence, over
+ * the same window, after the repetition penalty; a greedy pick flips. */
+static void test_freq_presence(void) {
+    gg_sample_params p = plain(1.0f);
+    p.freq_penalty = 0.5f;
+    p.presence_penalty = 0.25f;
+    p.repeat_last_n = -1;
+    int32_t hist[6] = {0, 1, 0, 0, 4, 99};
+    float l[5] = {2, -2, 1, 0.5f, 0};
+    gg_sampler *s = gg_sampler_new(&p, 5);
+    REQUIRE(s != NULL, "new");
+    int32_t ids[5];
+    gg_sampler_dist(s, l, hist, 6, ids, NULL, 5);
+    /* 0 three times: 2 - 1.5 - 0.25; 1 once: -2 - 0.75; 4 once: -0.75; 99 out of range */
+    CHECK(l[0] == 0.25f && l[1] == -2.75f && l[2] == 1.0f && l[3] == 0.5f && l[4] == -0.75f,
+          "penalised logits %g %g %g %g %g", (double)l[0], (double)l[1], (double)l[2], (double)l[3], (double)l[4]);
+    CHECK(ids[0] == 2, "most probable after the penalties: %d", ids[0]);
+    gg_sampler_free(s);
+    /* with the repetition penalty first: 2 / 2 = 1, then - 1.75 */
+    p.repeat_penalty = 2.0f;
+    s = gg_sampler_new(&p, 5);
+    float l2[5] = {2, -2, 1, 0.5f, 0};
+    gg_sampler_dist(s, l2, hist, 6, ids, NULL, 5);
+    CHECK(l2[0] == -0.75f && l2[1] == -4.75f, "with repetition penalty: %g %g", (double)l2[0], (double)l2[1]);
+    gg_sampler_free(s);
+    /* the window: last 2 tokens {4, 99} */
+    p.repeat_penalty = 1.0f;
+    p.repeat_last_n = 2;
+    s = gg_sampler_new(&p, 5);
+    float l3[5] = {2, -2, 1, 0.5f, 0};
+    gg_sampler_dist(s, l3, hist, 6, ids, NULL, 5);
+    CHECK(l3[0] == 2.0f && l3[4] == -0.75f, "window 2: %g %g", (double)l3[0], (double)l3[4]);
+    gg_sampler_free(s);
+    gg_err err;
+    p.freq_penalty = NAN;
+    CHECK(gg_sample_params_check(&p, &err) == -1 && strstr(err.msg, "freq_penalty"), "%s", err.msg);
+}
+
 static void test_repeat_penalty(void) {
     gg_sample_params p = plain(1.0f);
     p.repeat_penalty = 2.0f;
@@ -528,6 +566,7 @@ int main(void) {
     RUN(test_top_k_ties);
     RUN(test_large_reference);
     RUN(test_repeat_penalty);
+    RUN(test_freq_presence);
     RUN(test_nonfinite);
     RUN(test_speed);
     return check_done();

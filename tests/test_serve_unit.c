@@ -319,12 +319,14 @@ static void test_parse(void) {
     int status;
     char *ej = NULL;
     const char *b = "{\"prompt\":[[1,2],[3,4,5]],\"max_tokens\":3,\"temperature\":0,\"seed\":9,\"stop\":\"x\","
-                    "\"echo\":true,\"logprobs\":2,\"model\":\"sql\",\"top_k\":5}";
+                    "\"echo\":true,\"logprobs\":2,\"model\":\"sql\",\"top_k\":5,\"frequency_penalty\":0.5,"
+                    "\"presence_penalty\":-0.25}";
     gg_job *j = gg_oa_parse(s, 0, b, strlen(b), &status, &ej);
     REQUIRE(j, "%s", ej ? ej : "");
     CHECK(j->n_choices == 2 && j->ch[1].n_prompt == 3 && j->max_tokens == 3 && j->sp.temp == 0 && j->sp.seed == 9 &&
               j->echo && j->logprobs && j->n_top == 2 && j->adapter == 3 && j->sp.top_k == 5 &&
-              j->ch[0].st.n == 1 && !strcmp(j->model, "sql"),
+              j->ch[0].st.n == 1 && !strcmp(j->model, "sql") && j->sp.freq_penalty == 0.5f &&
+              j->sp.presence_penalty == -0.25f,
           "parsed fields");
     gg_job_release(j);
     b = "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";

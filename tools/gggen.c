@@ -3,7 +3,7 @@
  *
  *   gggen -m MODEL.gg [-a ADAPTER[:SCALE]]... [-p PROMPT | --ids "1 2 3" | stdin]
  *         [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]
- *         [--repeat-penalty R] [--seed S] [--stop STR]... [--chat]
+ *         [--repeat-penalty R] [--frequency-penalty F] [--presence-penalty P] [--seed S] [--stop STR]... [--chat]
  *         [--print-ids] [--dump-logits FILE] [--threads N] [--device cpu|cuda]
  *
  * Text streams to stdout as it is generated; statistics go to stderr.
@@ -45,6 +45,10 @@ static void usage(FILE *f) {
             "      --min-p P           drop tokens below P x the top probability (default\n"
             "                          0.05; 0 = off)\n"
             "      --repeat-penalty R  penalise tokens of the last 64 (default 1 = off)\n"
+            "      --frequency-penalty F  subtract F x its count in the last 64 from a\n"
+            "                          token's logit (OpenAI's; -2..2, default 0 = off)\n"
+            "      --presence-penalty P  subtract P once from a token in the last 64\n"
+            "                          (OpenAI's; -2..2, default 0 = off)\n"
             "      --seed S            sampling seed (default: from the clock)\n"
             "      --stop STR          stop when the output contains STR (not printed);\n"
             "                          repeatable\n"
@@ -218,7 +222,7 @@ int main(int argc, char **argv) {
     gg_sample_params sp;
     gg_sample_params_default(&sp);
     enum { O_IDS = 256, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REP, O_SEED, O_STOP, O_CHAT, O_PRINTIDS, O_DUMP,
-           O_DEVICE, O_VERSION, O_TEMPLATE, O_SYSTEM, O_CTX, O_BATCH, O_IGNORE_EOS };
+           O_DEVICE, O_VERSION, O_TEMPLATE, O_SYSTEM, O_CTX, O_BATCH, O_IGNORE_EOS, O_FREQ, O_PRES };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},        {"adapter", required_argument, 0, 'a'},
         {"prompt", required_argument, 0, 'p'},       {"ids", required_argument, 0, O_IDS},
@@ -232,7 +236,8 @@ int main(int argc, char **argv) {
         {"help", no_argument, 0, 'h'},               {"version", no_argument, 0, O_VERSION},
         {"template", required_argument, 0, O_TEMPLATE}, {"system", required_argument, 0, O_SYSTEM},
         {"ctx", required_argument, 0, O_CTX},        {"batch", required_argument, 0, O_BATCH},
-        {"ignore-eos", no_argument, 0, O_IGNORE_EOS}, {0, 0, 0, 0}};
+        {"ignore-eos", no_argument, 0, O_IGNORE_EOS}, {"frequency-penalty", required_argument, 0, O_FREQ},
+        {"presence-penalty", required_argument, 0, O_PRES}, {0, 0, 0, 0}};
     int opt;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":m:a:p:n:t:qh", opts, NULL)) != -1) {
@@ -257,6 +262,8 @@ int main(int argc, char **argv) {
         case O_TOPP: sp.top_p = parse_float("--top-p", optarg, 0, 1); break;
         case O_MINP: sp.min_p = parse_float("--min-p", optarg, 0, 1); break;
         case O_REP: sp.repeat_penalty = parse_float("--repeat-penalty", optarg, 0.01, 100); break;
+        case O_FREQ: sp.freq_penalty = parse_float("--frequency-penalty", optarg, -2, 2); break;
+        case O_PRES: sp.presence_penalty = parse_float("--presence-penalty", optarg, -2, 2); break;
         case O_SEED: {
             char *end;
             errno = 0;
