@@ -17,6 +17,7 @@
 #include "models/model_internal.h"
 #include "tests/check.h"
 #include "tests/fixture_gg.h"
+#include "tests/random_lora.h"
 #include "tests/rng.h"
 #include "tools/engine.h"
 
@@ -24,34 +25,6 @@
 
 static char tmpdir[] = "/tmp/gg_test_batch_XXXXXX";
 static gg_backend *be;
-
-/* A random adapter of rank r on every linear layer (seeded). */
-static gg_lora *random_lora(gg_model *m, uint64_t seed, int64_t r) {
-    rng_seed(seed);
-    const gg_model_config *c = gg_model_cfg(m);
-    size_t cap = (size_t)c->n_layers * GG_LIN_COUNT, n = 0, nb = 0;
-    gg_lora_module *mods = calloc(cap, sizeof *mods);
-    float **bufs = calloc(2 * cap, sizeof *bufs);
-    for (int64_t li = 0; li < c->n_layers; li++)
-        for (int t = 0; t < GG_LIN_COUNT; t++) {
-            int64_t rows, cols;
-            gg_model_linear_shape(m, (gg_linear)t, &rows, &cols);
-            if (!rows) continue;
-            float *a = malloc((size_t)(r * cols) * sizeof *a), *b = malloc((size_t)(rows * r) * sizeof *b);
-            for (int64_t i = 0; i < r * cols; i++) a[i] = (float)(rng_gauss() * 0.3);
-            for (int64_t i = 0; i < rows * r; i++) b[i] = (float)(rng_gauss() * 0.3);
-            bufs[nb++] = a;
-            bufs[nb++] = b;
-            mods[n++] = (gg_lora_module){.layer = li, .target = (gg_linear)t, .r = r, .a = a, .b = b, .scale = 0.5f};
-        }
-    gg_lora *l = NULL;
-    gg_err err;
-    if (gg_lora_new(&l, m, mods, n, "random", &err)) fprintf(stderr, "random lora: %s\n", err.msg);
-    for (size_t i = 0; i < nb; i++) free(bufs[i]);
-    free(bufs);
-    free(mods);
-    return l;
-}
 
 static double maxdiff(const float *a, const float *b, size_t n) {
     double mx = 0;
@@ -85,13 +58,13 @@ static double run_fixture(const char *fix, gg_type t, int peft, int64_t window) 
     }
     int64_t V = gg_model_cfg(m)->vocab;
     if (window) m->cfg.sliding_window = window; /* a window shorter than the prompts */
-    gg_lora *A = NULL, *B = random_lora(m, 11, 3);
+    gg_lora *A = NULL, *B = test_random_lora(m, 11, 3, 0.5f);
     if (peft) {
         char dir[600];
         snprintf(dir, sizeof dir, "%s/hf/%s/lora", check_fixtures(), fix);
         if (gg_tool_load_adapter(&A, m, f, dir, &err)) fprintf(stderr, "%s: %s\n", fix, err.msg);
     } else {
-        A = random_lora(m, 12, 5);
+        A = test_random_lora(m, 12, 5, 0.5f);
     }
     float scA = 1.0f, scB = 0.75f;
     int32_t ids[NS][MAXP + STEPS];

@@ -20,6 +20,7 @@
 #include "models/sched.h"
 #include "tests/check.h"
 #include "tests/fixture_gg.h"
+#include "tests/random_lora.h"
 #include "tests/rng.h"
 #include "tools/engine.h"
 
@@ -32,34 +33,7 @@ static char lora_dir[600];
 
 /* ---- adapters ---- */
 
-/* A random adapter on every linear layer of rank 4 (seeded). */
-static gg_lora *random_lora_on(gg_model *m, uint64_t seed) {
-    rng_seed(seed);
-    const gg_model_config *c = gg_model_cfg(m);
-    gg_lora_module mods[64];
-    float *bufs[128];
-    size_t n = 0, nb = 0;
-    for (int64_t li = 0; li < c->n_layers; li++)
-        for (int t = 0; t < GG_LIN_COUNT; t++) {
-            int64_t rows, cols;
-            gg_model_linear_shape(m, (gg_linear)t, &rows, &cols);
-            if (!rows) continue;
-            int64_t r = 4;
-            float *a = malloc((size_t)(r * cols) * sizeof *a), *b = malloc((size_t)(rows * r) * sizeof *b);
-            for (int64_t i = 0; i < r * cols; i++) a[i] = (float)(rng_gauss() * 0.3);
-            for (int64_t i = 0; i < rows * r; i++) b[i] = (float)(rng_gauss() * 0.3);
-            bufs[nb++] = a;
-            bufs[nb++] = b;
-            mods[n++] = (gg_lora_module){.layer = li, .target = (gg_linear)t, .r = r, .a = a, .b = b, .scale = 1.0f};
-        }
-    gg_lora *l = NULL;
-    gg_err err;
-    if (gg_lora_new(&l, m, mods, n, "random", &err)) fprintf(stderr, "random lora: %s\n", err.msg);
-    for (size_t i = 0; i < nb; i++) free(bufs[i]);
-    return l;
-}
-
-static gg_lora *random_lora(uint64_t seed) { return random_lora_on(model, seed); }
+static gg_lora *random_lora(uint64_t seed) { return test_random_lora(model, seed, 4, 1.0f); }
 
 static gg_lora *peft_lora_on(gg_model *m) {
     gg_lora *l = NULL;
@@ -793,7 +767,7 @@ int main(void) {
     }
     V = gg_model_cfg(model)->vocab;
     refA = peft_lora_on(rmodel);
-    refB = random_lora_on(rmodel, 7);
+    refB = test_random_lora(rmodel, 7, 4, 1.0f);
     if (!refA || !refB) return 1;
     RUN(test_greedy_mixed);
     RUN(test_echo_logprobs);
