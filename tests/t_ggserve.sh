@@ -229,18 +229,33 @@ t0=$SECONDS
 timeout 10 cat <&3 >/dev/null || true
 exec 3<&-
 [ $((SECONDS - t0)) -le 8 ] || fail "slow client not closed"
-# A client that disconnects mid-stream: its request is cancelled and the slot freed.
-curl -sN -m 1 -o /dev/null -H "Authorization: Bearer $KEY" \
-    -d '{"prompt":"x","max_tokens":1900,"temperature":1,"ignore_eos":true,"stream":true}' "$URL/v1/completions" || true
-# ... and a non-streaming one waiting on a long generation.
-curl -s -m 1 -o /dev/null -H "Authorization: Bearer $KEY" \
-    -d '{"prompt":"x","max_tokens":1900,"temperature":1,"ignore_eos":true}' "$URL/v1/completions" || true
-for _ in $(seq 50); do
+# A client that disconnects mid-stream: its request is cancelled and the slot
+# freed. (It goes once the first chunks have come: the generation is running.)
+curl -sN -H "Authorization: Bearer $KEY" \
+    -d '{"prompt":"x","max_tokens":1900,"temperature":1,"ignore_eos":true,"stream":true}' "$URL/v1/completions" |
+    head -c 200 >/dev/null || true
+idle() { # wait until no request runs or waits (up to 5 s)
+    for _ in $(seq 50); do
+        req GET /health "" "" >/dev/null
+        [ "$(js "$T/r.json" 'j.active + j.queued')" = 0 ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+idle || fail "the disconnected stream still runs: $(cat "$T/r.json")"
+# ... and a non-streaming one waiting on a long generation (it goes once the
+# server reports the request active).
+curl -s -o /dev/null -H "Authorization: Bearer $KEY" \
+    -d '{"prompt":"x","max_tokens":1900,"temperature":1,"ignore_eos":true}' "$URL/v1/completions" &
+cpid=$!
+for _ in $(seq 100); do
     req GET /health "" "" >/dev/null
-    [ "$(js "$T/r.json" 'j.active + j.queued')" = 0 ] && break
-    sleep 0.1
+    [ "$(js "$T/r.json" 'j.active')" -ge 1 ] && break
+    sleep 0.05
 done
-[ "$(js "$T/r.json" 'j.active + j.queued')" = 0 ] || fail "disconnected requests still run: $(cat "$T/r.json")"
+kill "$cpid" 2>/dev/null || true
+wait "$cpid" 2>/dev/null || true
+idle || fail "disconnected requests still run: $(cat "$T/r.json")"
 expect 200 GET /metrics
 grep -q '^gg_requests_cancelled_total [2-9]' "$T/r.json" || fail "cancellations not counted: $(grep cancelled "$T/r.json")"
 # 1,000 concurrent connections: generation requests, far more than slots + queue.
