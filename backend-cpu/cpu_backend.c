@@ -32,7 +32,10 @@ static int cpu_sync(gg_backend *be, gg_err *err) { return 0; }
 static void cpu_destroy(gg_backend *be) {
     if (!be) return;
     cpu_ctx *c = cpu_ctx_of(be);
-    if (c) gg_pool_free(c->pool);
+    if (c) {
+        gg_pool_free(c->pool);
+        free(c->i8_buf);
+    }
     free(c);
     free(be);
 }

@@ -10,6 +10,10 @@
 typedef struct cpu_ctx {
     gg_pool *pool;
     int simd; /* GG_SIMD_* level the kernels use (ggfmt/quant.h) */
+    /* matmul_int8.c's buffers, kept between calls (grow only; a backend
+     * runs one op at a time, as its pool does) */
+    void *i8_buf;
+    size_t i8_cap;
 } cpu_ctx;
 
 static inline cpu_ctx *cpu_ctx_of(gg_backend *be) { return (cpu_ctx *)be->ctx; }
@@ -28,6 +32,13 @@ void cpu_matmul_dx(gg_backend *be, float *dx, const float *dy, int64_t n, const 
 void cpu_gemm(gg_backend *be, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 void cpu_embed(gg_backend *be, float *out, const gg_weight *w, const int32_t *ids, int64_t n, float scale);
+
+/* ---- matmul_int8.c: the int8 form of matmul (ref.h gg_ref_matmul_int8) ---- */
+int cpu_int8_supported(void); /* this CPU has AVX-512 VNNI */
+/* 0 when done; -1 when the weight type, the CPU or memory rule it out (the
+ * caller then runs the float path). */
+int cpu_matmul_int8(gg_backend *be, float *y, const float *x, int64_t n, const gg_weight *w,
+                    const float *bias, float beta);
 
 /* ---- ops.c: norms, RoPE, attention, activations, softmax, selection ---- */
 void cpu_rmsnorm(gg_backend *be, float *out, const float *x, const float *w, int64_t n, int64_t dim,

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "backend-cpu/cpu_internal.h"
+#include "backend-cpu/wview.h"
 
 /* Tuning (measured on a 2-core AVX-512 Zen 5 EPYC; -D overrides, for tuning):
  * GEMV_MAX_N: the largest n that takes the GEMV path, per type (f32, f16,
@@ -29,7 +30,10 @@
  *   values sit in between;
  * TILE_BYTES: the scratch of one matmul tile (TR rows x cols floats);
  * DX_CW, DX_TR: the dx tile, columns x rows of W;
- * PF_MIN: the least GEMV software-prefetch distance in bytes (gemv512). */
+ * PF_MIN: the least GEMV software-prefetch distance in bytes (gemv512);
+ * INT8_MIN_N: with be->int8_matmul, the least n that takes the int8 path
+ *   (matmul_int8.c, 16 tokens per pass: from n = 4..8 on it beats the float
+ *   GEMV, 1.2-3.4x at n = 8, 6-7x at n = 512; bench/matmul.c int8). */
 #ifndef GEMV_MAX_N
 #define GEMV_MAX_N {12, 32, 32, 48, 48}
 #endif
@@ -45,57 +49,13 @@
 #ifndef PF_MIN
 #define PF_MIN 16384
 #endif
+#ifndef INT8_MIN_N
+#define INT8_MIN_N 5
+#endif
 #define SMALL_WORK 32768 /* multiply-adds below which one thread does it all */
 
 /* ------------------------------------------------------------------------ */
 /* Weight views                                                              */
-
-/* Where the parts of a weight's container layout are (ggfmt/quant.h). */
-typedef struct wview {
-    gg_type t;
-    int64_t rows, cols;
-    const uint8_t *p;      /* f32/f16/bf16 elements, q8 int8 values, nf4 codes */
-    const uint8_t *q8d;    /* q8: f16 scale of each block */
-    const int8_t *qabs;    /* nf4: quantized absmax of each block */
-    const uint8_t *gscale; /* nf4: f32 scale of each group of 256 blocks */
-    float mean;            /* nf4: mean of the block absmax values */
-} wview;
-
-static float rdf32(const uint8_t *p) {
-    float f;
-    memcpy(&f, p, 4);
-    return f;
-}
-
-static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-
-static wview view_of(const gg_weight *w) {
-    wview v = {.t = w->type, .rows = w->rows, .cols = w->cols, .p = w->data};
-    size_t n = (size_t)(w->rows * w->cols), nb = n / 64;
-    if (w->type == GG_TYPE_Q8) v.q8d = v.p + n;
-    if (w->type == GG_TYPE_NF4) {
-        size_t ng = (nb + GG_NF4_GROUP - 1) / GG_NF4_GROUP;
-        size_t scales = (n / 2 + nb + 3) & ~(size_t)3;
-        v.qabs = (const int8_t *)(v.p + n / 2);
-        v.gscale = v.p + scales;
-        v.mean = rdf32(v.p + scales + 4 * ng);
-    }
-    return v;
-}
-
-/* nf4 block scale a'_b = (f32)q_b * s_g + mean of block gb (row-major block
- * index), the same float quant.c computes: the product is rounded on its own
- * (the empty asm hides it from FMA contraction). */
-static inline float nf4_ap(const wview *v, int64_t gb) {
-    float prod = (float)v->qabs[gb] * rdf32(v->gscale + 4 * (gb / GG_NF4_GROUP));
-#if defined(__GNUC__) && defined(__x86_64__)
-    __asm__("" : "+x"(prod));
-#else
-    volatile float keep = prod;
-    prod = keep;
-#endif
-    return prod + v->mean;
-}
 
 /* Columns [c0, c1) of row r as f32 into dst, with the block kernels k (NULL:
  * scalar). For q8 / nf4, c0 and c1 are multiples of 64. Bit-identical to
@@ -610,6 +570,9 @@ void cpu_matmul(gg_backend *be, float *y, const float *x, int64_t n, const gg_we
                 .simd = cpu_ctx_of(be)->simd};
     double work = (double)n * (double)w->rows * (double)w->cols;
     static const int64_t gemv_max_n[GG_TYPE_COUNT] = GEMV_MAX_N;
+    if (be->int8_matmul && n >= INT8_MIN_N && work >= SMALL_WORK &&
+        cpu_matmul_int8(be, y, x, n, w, bias, beta) == 0)
+        return;
     if (n <= gemv_max_n[w->type]) {
         J.simd = gemv_level(J.simd);
         float *xp = NULL;

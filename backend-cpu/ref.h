@@ -21,6 +21,15 @@ void gg_ref_matmul_dx(float *dx, const float *dy, int64_t n, gg_type t, const vo
                       int64_t cols, float beta);
 void gg_ref_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                  const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* The int8 form of matmul (gg_backend.int8_matmul; q8 and nf4 weights only):
+ * x is quantized per token and 64-column block to int8, q = rne(x·127/amax)
+ * with scale d = amax/127 (0 for an all-zero block); weights are int8 too:
+ * q8's values with their f16 block scale, nf4 codes as rne(127·code) with
+ * scale a'_b/127. Per block the integer dot product is exact, and
+ *     y = Σ_b fmaf((float)dot_b, d_b·dw_b, acc)   (in block order, f32)
+ * then + bias, + beta·y. The CPU kernels match this bit for bit. */
+void gg_ref_matmul_int8(float *y, const float *x, int64_t n, gg_type t, const void *w, int64_t rows,
+                        int64_t cols, const float *bias, float beta);
 void gg_ref_embed(float *out, gg_type t, const void *w, int64_t rows, int64_t cols, const int32_t *ids,
                   int64_t n, float scale);
 

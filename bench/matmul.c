@@ -10,7 +10,10 @@
  *   1 GiB so that it comes from memory, not from the L3;
  * - GEMM (n = 512, prefill) and matmul_dx (n = 512, training): GFLOP/s per
  *   type, and plain f32 cblas_sgemm (OpenBLAS's own 2 threads) on the same
- *   shape for comparison.
+ *   shape for comparison;
+ * - the int8 matmul (be->int8_matmul, q8 / nf4, AVX-512 VNNI) against the
+ *   float path for n from 8 to 512: where it starts to pay (`int8` as the
+ *   second argument runs only this part).
  *
  * Build and run (from the repository root; 2 threads = this machine's cores):
  *   gcc -std=c11 -O2 -D_GNU_SOURCE -I. -pthread bench/matmul.c \
@@ -157,6 +160,56 @@ static double gflops(double n, double rows, double cols, double sec) {
     return 2 * n * rows * cols / sec * 1e-9;
 }
 
+/* The int8 matmul against the float path, per n (ms per call, best of 3,
+ * and the float / int8 speed-up). */
+static void bench_int8(gg_backend *be) {
+    static const int64_t shapes[][2] = {{8192, 2048}, {2048, 8192}};
+    static const gg_type types[] = {GG_TYPE_Q8, GG_TYPE_NF4};
+    static const int64_t ns[] = {1, 2, 4, 8, 16, 32, 48, 64, 512};
+    if (!cpu_int8_supported()) {
+        printf("\nint8 matmul: this CPU has no AVX-512 VNNI\n");
+        return;
+    }
+    printf("\nint8 matmul vs float path: ms per call (best of 3), speed-up\n");
+    printf("%-11s %-5s %6s %10s %10s %8s %9s\n", "shape", "type", "n", "float ms", "int8 ms", "x", "GOP/s");
+    gg_err err = {{0}};
+    for (int s = 0; s < 2; s++) {
+        int64_t rows = shapes[s][0], cols = shapes[s][1];
+        float *src = rand_vec((size_t)(rows * cols)), *x = rand_vec((size_t)(512 * cols));
+        float *y = malloc((size_t)(512 * rows) * sizeof *y);
+        for (int ti = 0; ti < 2; ti++) {
+            size_t nb = gg_type_nbytes(types[ti], (uint64_t)rows, (uint64_t)cols);
+            void *mem = malloc(nb);
+            gg_weight w;
+            if (!mem || gg_quantize(types[ti], mem, GG_TYPE_F32, src, (uint64_t)rows, (uint64_t)cols, &err) ||
+                be->weight_init(be, &w, types[ti], rows, cols, mem, &err)) {
+                fprintf(stderr, "%s\n", err.msg);
+                exit(1);
+            }
+            for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++) {
+                int64_t n = ns[ni];
+                double tf = 1e30, ti8 = 1e30;
+                for (int rep = 0; rep < 4; rep++) {
+                    double t = now();
+                    be->matmul(be, y, x, n, &w, NULL, 0.0f);
+                    t = now() - t;
+                    if (rep && t < tf) tf = t;
+                    t = now();
+                    cpu_matmul_int8(be, y, x, n, &w, NULL, 0.0f);
+                    t = now() - t;
+                    if (rep && t < ti8) ti8 = t;
+                }
+                printf("%5lldx%-5lld %-5s %6lld %10.3f %10.3f %7.2fx %9.1f\n", (long long)rows, (long long)cols,
+                       gg_type_name(types[ti]), (long long)n, tf * 1e3, ti8 * 1e3, tf / ti8,
+                       gflops((double)n, (double)rows, (double)cols, ti8));
+            }
+            be->weight_free(be, &w);
+            free(mem);
+        }
+        free(src), free(x), free(y);
+    }
+}
+
 int main(int argc, char **argv) {
     int nthreads = argc > 1 ? atoi(argv[1]) : 2;
     gg_err err = {{0}};
@@ -168,6 +221,11 @@ int main(int argc, char **argv) {
     static const char *const lv[] = {"scalar", "avx2", "avx512"};
     printf("threads %d, SIMD %s, OpenBLAS core %s (OPENBLAS_CORETYPE overrides)\n\n",
            be->n_threads, lv[cpu_ctx_of(be)->simd], openblas_get_corename());
+    if (argc > 2 && strcmp(argv[2], "int8") == 0) {
+        bench_int8(be);
+        gg_backend_free(be);
+        return 0;
+    }
 
     /* ---- GEMV, between two bandwidth measurements (the bound is the better
      * one: on a shared machine the bandwidth varies from second to second) ---- */
@@ -288,6 +346,7 @@ int main(int argc, char **argv) {
         }
         free(src), free(x), free(dy), free(y), free(dx);
     }
+    bench_int8(be);
     gg_backend_free(be);
     return 0;
 }

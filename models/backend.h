@@ -65,6 +65,12 @@ struct gg_backend {
     const char *name; /* "cpu", "cuda" */
     void *ctx;        /* the backend's own state */
     int n_threads;    /* CPU: worker threads; others: 0 */
+    /* Set by the caller: matmuls of many tokens on q8 / nf4 weights may
+     * quantize the activations to int8 and use integer dot products
+     * (backend-cpu/ref.h gg_ref_matmul_int8). Faster where the hardware has
+     * them; results differ from the float matmul by the 8-bit rounding.
+     * Off (0) by default; training never sets it. */
+    int int8_matmul;
 
     void (*destroy)(gg_backend *be);
 

@@ -12,7 +12,15 @@
  *     |out − ref| <= 1e-5 · (Σ_k |a_k|·|b_k| + |bias| + |beta·old|) + 1e-30
  * where the sum is the magnitude of the dot product (ref accumulates in
  * double). embed must match the reference exactly (one multiplication of
- * identical floats). beta = 0 runs with the output pre-filled with NaN. */
+ * identical floats). beta = 0 runs with the output pre-filled with NaN.
+ *
+ * The int8 matmul (be->int8_matmul, q8 / nf4) must equal gg_ref_matmul_int8
+ * bit for bit (same integer dot products, same fmaf chain), and the
+ * reference must stay within the rounding of its 8-bit values of the float
+ * matmul: per 64-column block b, with a_b = max|x|, s_b = Σ|w|, e = 0.5/127,
+ *     q8:  e·a_b·s_b
+ *     nf4: e·a_b·s_b + e·ap_b·Σ|x| + e²·64·a_b·ap_b   (ap_b = max|w| = a'_b)
+ * summed over the blocks, plus TOL of the magnitude. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -178,6 +186,118 @@ static void test_matmul(void) {
             free_weight(&tw);
         }
     gg_cpu_simd_cap(be, GG_SIMD_AVX512);
+}
+
+/* ------------------------------------------------------------------------ */
+/* int8 matmul                                                               */
+
+/* The bound of the top comment for token i, row r. */
+static double int8_bound(const test_weight *tw, const float *xi, int64_t r) {
+    const int64_t cols = tw->cols;
+    const float *aw = tw->absw + r * cols;
+    const double e = 0.5 / 127;
+    double lim = 0;
+    for (int64_t b = 0; b < cols / 64; b++) {
+        double ax = 0, sx = 0, aw_max = 0, sw = 0;
+        for (int j = 0; j < 64; j++) {
+            ax = fmax(ax, fabs(xi[64 * b + j]));
+            sx += fabs(xi[64 * b + j]);
+            aw_max = fmax(aw_max, aw[64 * b + j]);
+            sw += aw[64 * b + j];
+        }
+        lim += e * ax * sw;
+        if (tw->t == GG_TYPE_NF4) lim += e * aw_max * sx + e * e * 64 * ax * aw_max;
+    }
+    return lim;
+}
+
+static void check_int8_case(test_weight *tw, int64_t n, int poison) {
+    const int64_t rows = tw->rows, cols = tw->cols;
+    size_t ny = (size_t)(n * rows);
+    float *x = rand_vec((size_t)(n * cols), 1.0), *ax = abs_vec(x, (size_t)(n * cols));
+    if (poison) { /* token 1: an infinity in its second block, if it has one */
+        x[1 * cols + (cols > 64 ? 70 : 3)] = INFINITY;
+        x[(n - 1) * cols] = 0.0f;
+    }
+    for (int64_t c = 0; c < 64 && n > 2; c++) /* token 2's first block: all zero */
+        x[2 * cols + c] = 0.0f;
+    float *bias = rand_vec((size_t)rows, 1.0), *old = rand_vec(ny, 1.0);
+    float *ref = malloc(ny * sizeof *ref), *out = malloc(ny * sizeof *out), *fl = malloc(ny * sizeof *fl);
+    float *dot = malloc(ny * sizeof *dot);
+    gg_ref_matmul(dot, ax, n, GG_TYPE_F32, tw->absw, rows, cols, NULL, 0.0f);
+    int have = cpu_int8_supported();
+    for (int combo = 0; combo < 3; combo++) {
+        const float *b = combo >= 1 ? bias : NULL;
+        float beta = combo == 2 ? 1.0f : 0.0f;
+        memcpy(ref, old, ny * sizeof *ref);
+        gg_ref_matmul_int8(ref, x, n, tw->t, tw->bytes, rows, cols, b, beta);
+        char what[160];
+        snprintf(what, sizeof what, "int8 matmul %s [%lld, %lld] n=%lld bias=%d beta=%g%s",
+                 gg_type_name(tw->t), (long long)rows, (long long)cols, (long long)n, b != NULL,
+                 (double)beta, poison ? " (inf)" : "");
+        if (have) {
+            memcpy(out, old, ny * sizeof *out);
+            int rc = cpu_matmul_int8(be, out, x, n, &tw->w, b, beta);
+            CHECK(rc == 0, "%s: not run", what);
+            size_t bad = 0;
+            for (size_t i = 0; i < ny && rc == 0; i++)
+                if (memcmp(&out[i], &ref[i], sizeof *out) != 0 && !(isnan(out[i]) && isnan(ref[i])) &&
+                    !bad++)
+                    CHECK(0, "%s: element %zu: %.9g vs ref %.9g (not bit-identical)", what, i,
+                          (double)out[i], (double)ref[i]);
+        }
+        if (poison) { /* token 1's outputs are NaN, the others finite */
+            for (int64_t r = 0; r < rows; r++)
+                CHECK(isnan(ref[1 * rows + r]) && isfinite(ref[r]), "%s: row %lld: %g %g", what,
+                      (long long)r, (double)ref[1 * rows + r], (double)ref[r]);
+            continue;
+        }
+        memcpy(fl, old, ny * sizeof *fl);
+        gg_ref_matmul(fl, x, n, tw->t, tw->bytes, rows, cols, b, beta);
+        int bad = 0;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t r = 0; r < rows; r++) {
+                size_t k = (size_t)(i * rows + r);
+                double lim = int8_bound(tw, x + i * cols, r) + TOL * (dot[k] + 1.0 + 1.0);
+                double d = fabs((double)ref[k] - fl[k]);
+                if (!(d <= lim) && !bad++)
+                    CHECK(0, "%s: token %lld row %lld: %.9g vs float %.9g (|diff| %.3g > %.3g)", what,
+                          (long long)i, (long long)r, (double)ref[k], (double)fl[k], d, lim);
+            }
+    }
+    free(x), free(ax), free(bias), free(old), free(ref), free(out), free(fl), free(dot);
+}
+
+static void test_matmul_int8(void) {
+    static const shape shapes[] = {{37, 64, 0}, {130, 320, 0}, {77, 4096, 0}, {9, 192, 0}};
+    static const int64_t ns[] = {1, 3, 16, 17, 47, 49, 200};
+    if (!cpu_int8_supported())
+        printf("# AVX-512 VNNI not available on this CPU: int8 kernel not run (reference checked)\n");
+    for (int t = GG_TYPE_Q8; t <= GG_TYPE_NF4; t++)
+        for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+            test_weight tw;
+            if (make_weight(&tw, (gg_type)t, shapes[si].rows, shapes[si].cols) == 0) {
+                for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++)
+                    check_int8_case(&tw, ns[ni], 0);
+                check_int8_case(&tw, 20, 1);
+            }
+            free_weight(&tw);
+        }
+    /* through be->matmul: taken for n above the GEMV sizes when asked for */
+    test_weight tw;
+    if (make_weight(&tw, GG_TYPE_NF4, 70, 256) == 0) {
+        int64_t n = 100;
+        float *x = rand_vec((size_t)(n * 256), 1.0), *a = malloc((size_t)(n * 70) * sizeof *a),
+              *r = malloc((size_t)(n * 70) * sizeof *r);
+        be->int8_matmul = 1;
+        be->matmul(be, a, x, n, &tw.w, NULL, 0.0f);
+        be->int8_matmul = 0;
+        gg_ref_matmul_int8(r, x, n, GG_TYPE_NF4, tw.bytes, 70, 256, NULL, 0.0f);
+        if (cpu_int8_supported())
+            CHECK(memcmp(a, r, (size_t)(n * 70) * sizeof *a) == 0, "be->matmul with int8_matmul set");
+        free(x), free(a), free(r);
+    }
+    free_weight(&tw);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -374,6 +494,7 @@ int main(void) {
     RUN(test_gemm);
     RUN(test_matmul);
     RUN(test_matmul_dx);
+    RUN(test_matmul_int8);
     gg_backend_free(be);
     return check_done();
 }

@@ -49,6 +49,8 @@ static void usage(FILE *f) {
             "      --batch B           tokens per forward step (default 512)\n"
             "  -t, --threads N         CPU threads (default: number of cores)\n"
             "      --device D          cpu (default) or cuda\n"
+            "      --int8-matmul       matmuls of many tokens on q8/nf4 weights with 8-bit\n"
+            "                          activations (faster; scores move by the rounding)\n"
             "  -q, --quiet             no progress on stderr\n"
             "  -h, --help              this help\n"
             "      --version           print the version\n"
@@ -156,7 +158,7 @@ static void progress(void *u, size_t done, size_t total) {
 typedef struct opts {
     const char *model, *device, *file, *kl_base, *tasks, *task_dir, *data_dir, *output, *log_samples, *compare;
     const char *adapters[MAX_ADAPTERS];
-    int nad, json, quiet, add_bos, no_reuse;
+    int nad, json, quiet, add_bos, no_reuse, int8;
     long ctx, stride, batch, threads, num_fewshot, limit, boot;
     unsigned long long seed;
 } opts;
@@ -169,7 +171,7 @@ static long parse_long(const char *opt, const char *s, long lo, long hi) {
 
 static void parse(int argc, char **argv, opts *o) {
     enum { O_CTX = 256, O_STRIDE, O_BATCH, O_KL, O_JSON, O_TASKS, O_TASKDIR, O_DATADIR, O_FEW, O_SEED, O_LIMIT,
-           O_OUTPUT, O_LOG, O_COMPARE, O_BOOT, O_BOS, O_NOREUSE, O_DEVICE, O_VERSION };
+           O_OUTPUT, O_LOG, O_COMPARE, O_BOOT, O_BOS, O_NOREUSE, O_DEVICE, O_VERSION, O_INT8 };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'},     {"adapter", required_argument, 0, 'a'},
         {"file", required_argument, 0, 'f'},      {"ctx", required_argument, 0, O_CTX},
@@ -183,7 +185,8 @@ static void parse(int argc, char **argv, opts *o) {
         {"add-bos", no_argument, 0, O_BOS},       {"no-reuse", no_argument, 0, O_NOREUSE},
         {"threads", required_argument, 0, 't'},   {"device", required_argument, 0, O_DEVICE},
         {"quiet", no_argument, 0, 'q'},           {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, O_VERSION},   {0, 0, 0, 0}};
+        {"version", no_argument, 0, O_VERSION},   {"int8-matmul", no_argument, 0, O_INT8},
+        {0, 0, 0, 0}};
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":m:a:f:t:qh", lo, NULL)) != -1) {
@@ -217,6 +220,7 @@ static void parse(int argc, char **argv, opts *o) {
         case O_BOOT: o->boot = parse_long("--bootstrap-iters", optarg, 0, 1000000); break;
         case O_BOS: o->add_bos = 1; break;
         case O_NOREUSE: o->no_reuse = 1; break;
+        case O_INT8: o->int8 = 1; break;
         case 't': o->threads = parse_long("--threads", optarg, 1, 1024); break;
         case O_DEVICE: o->device = optarg; break;
         case 'q': o->quiet = 1; break;
@@ -257,6 +261,7 @@ static int cmd_ppl(const opts *o) {
     gg_err err;
     gg_backend *be = gg_tool_backend(o->device, (int)o->threads, &err);
     if (!be) gg_die(TOOL, "%s", err.msg);
+    be->int8_matmul = o->int8;
     engine en, base;
     engine_open(&en, o->model, be, o->adapters, o->nad, 1);
     int64_t ctx = pick_ctx(o, en.m);
@@ -462,6 +467,7 @@ static json_t *results_json(const opts *o, const engine *en, const gg_task_resul
     json_object_set_new(cfg, "device", json_string(o->device ? o->device : "cpu"));
     json_object_set_new(cfg, "add_bos", json_boolean(o->add_bos));
     json_object_set_new(cfg, "prefix_reuse", json_boolean(!o->no_reuse));
+    json_object_set_new(cfg, "int8_matmul", json_boolean(o->int8));
     json_object_set_new(cfg, "bootstrap_iters", json_integer(o->boot));
     json_object_set_new(cfg, "requests", json_integer(st->requests));
     json_object_set_new(cfg, "tokens_fed", json_integer(st->tokens_fed));
@@ -555,6 +561,7 @@ static int cmd_harness(opts *o) {
     if (o->log_samples && !(log = fopen(o->log_samples, "w"))) gg_die(TOOL, "--log-samples %s: %s", o->log_samples, strerror(errno));
     gg_backend *be = gg_tool_backend(o->device, (int)o->threads, &err);
     if (!be) gg_die(TOOL, "%s", err.msg);
+    be->int8_matmul = o->int8;
     engine en;
     engine_open(&en, o->model, be, o->adapters, o->nad, 1);
     int64_t ctx = pick_ctx(o, en.m);

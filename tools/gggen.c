@@ -63,6 +63,9 @@ static void usage(FILE *f) {
             "      --ctx N             KV cache size (default: prompt + N, at most the\n"
             "                          model's context length)\n"
             "      --batch N           prompt tokens per forward step (default 512)\n"
+            "      --int8-matmul       prompt matmuls on q8/nf4 weights with 8-bit activations\n"
+            "                          and int8 dot products (AVX-512 VNNI; llama.cpp's way):\n"
+            "                          faster prompts, logits off by the 8-bit rounding\n"
             "  -t, --threads N         CPU threads (default: number of cores)\n"
             "      --device D          cpu (default) or cuda\n"
             "  -q, --quiet             no statistics line\n"
@@ -217,12 +220,12 @@ int main(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *ids_arg = NULL, *dump = NULL, *device = "cpu";
     const char *template_arg = NULL, *system = NULL;
     const char *adapters[MAX_ADAPTERS], *stops[MAX_STOPS];
-    int nad = 0, nstops = 0, chat = 0, print_ids = 0, quiet = 0, ignore_eos = 0, seed_set = 0;
+    int nad = 0, nstops = 0, chat = 0, print_ids = 0, quiet = 0, ignore_eos = 0, seed_set = 0, int8 = 0;
     long n_predict = 128, threads = 0, n_ctx_arg = 0, batch = 512;
     gg_sample_params sp;
     gg_sample_params_default(&sp);
     enum { O_IDS = 256, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REP, O_SEED, O_STOP, O_CHAT, O_PRINTIDS, O_DUMP,
-           O_DEVICE, O_VERSION, O_TEMPLATE, O_SYSTEM, O_CTX, O_BATCH, O_IGNORE_EOS, O_FREQ, O_PRES };
+           O_DEVICE, O_VERSION, O_TEMPLATE, O_SYSTEM, O_CTX, O_BATCH, O_IGNORE_EOS, O_FREQ, O_PRES, O_INT8 };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},        {"adapter", required_argument, 0, 'a'},
         {"prompt", required_argument, 0, 'p'},       {"ids", required_argument, 0, O_IDS},
@@ -237,7 +240,8 @@ int main(int argc, char **argv) {
         {"template", required_argument, 0, O_TEMPLATE}, {"system", required_argument, 0, O_SYSTEM},
         {"ctx", required_argument, 0, O_CTX},        {"batch", required_argument, 0, O_BATCH},
         {"ignore-eos", no_argument, 0, O_IGNORE_EOS}, {"frequency-penalty", required_argument, 0, O_FREQ},
-        {"presence-penalty", required_argument, 0, O_PRES}, {0, 0, 0, 0}};
+        {"presence-penalty", required_argument, 0, O_PRES}, {"int8-matmul", no_argument, 0, O_INT8},
+        {0, 0, 0, 0}};
     int opt;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":m:a:p:n:t:qh", opts, NULL)) != -1) {
@@ -293,6 +297,7 @@ int main(int argc, char **argv) {
             if (gg_parse_int(optarg, 1, 65536, &batch)) gg_die(TOOL, "--batch: '%s' is not a number from 1 to 65536", optarg);
             break;
         case O_IGNORE_EOS: ignore_eos = 1; break;
+        case O_INT8: int8 = 1; break;
         case O_DEVICE: device = optarg; break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
@@ -314,6 +319,7 @@ int main(int argc, char **argv) {
     if (gg_file_open(&f, model_path, 0, &err)) gg_die(TOOL, "%s", err.msg);
     gg_backend *be = gg_tool_backend(device, (int)threads, &err);
     if (!be) gg_die(TOOL, "%s", err.msg);
+    be->int8_matmul = int8;
     gg_model *m;
     if (gg_model_load(&m, f, be, &err)) gg_die(TOOL, "%s", err.msg);
     const gg_model_config *cfg = gg_model_cfg(m);
