@@ -39,6 +39,10 @@ int cpu_int8_supported(void); /* this CPU has AVX-512 VNNI */
  * caller then runs the float path). */
 int cpu_matmul_int8(gg_backend *be, float *y, const float *x, int64_t n, const gg_weight *w,
                     const float *bias, float beta);
+/* gemv_int8.c: the same for n = 1..4 (decode), streaming the weights once;
+ * 0 when done, -1 when ruled out as above (or n > 4). */
+int cpu_gemv_int8(gg_backend *be, float *y, const float *x, int64_t n, const gg_weight *w,
+                  const float *bias, float beta);
 
 /* ---- ops.c: norms, RoPE, attention, activations, softmax, selection ---- */
 void cpu_rmsnorm(gg_backend *be, float *out, const float *x, const float *w, int64_t n, int64_t dim,

@@ -31,9 +31,10 @@
  * TILE_BYTES: the scratch of one matmul tile (TR rows x cols floats);
  * DX_CW, DX_TR: the dx tile, columns x rows of W;
  * PF_MIN: the least GEMV software-prefetch distance in bytes (gemv512);
- * INT8_MIN_N: with be->int8_matmul, the least n that takes the int8 path
- *   (matmul_int8.c, 16 tokens per pass: from n = 4..8 on it beats the float
- *   GEMV, 1.2-3.4x at n = 8, 6-7x at n = 512; bench/matmul.c int8). */
+ * INT8_MIN_N: with be->int8_matmul, the least n that takes the int8 GEMM
+ *   (matmul_int8.c, 16 tokens per pass); below it the int8 GEMV
+ *   (gemv_int8.c). Both beat the float paths at every n (bench/matmul.c
+ *   int8: 1.4-1.8x at n = 1, 6-7x at n = 512). */
 #ifndef GEMV_MAX_N
 #define GEMV_MAX_N {12, 32, 32, 48, 48}
 #endif
@@ -175,6 +176,8 @@ static inline float w_at(const wview *v, int64_t r, int64_t c) {
 #define HAVE_X86_SIMD 1
 #include <immintrin.h>
 
+#include "backend-cpu/nf4_simd.h"
+
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline))
@@ -204,24 +207,6 @@ static void permute_x(float *dst, const float *x, int64_t len, int avx512) {
 
 #define NT512 8 /* tokens per pass */
 #define CHB 64  /* blocks per chunk of a row: the nf4 a'_b of a chunk are computed ahead */
-
-/* a'_b of the m <= CHB blocks from gb, 16 at a time (as nf4_ap: the product
- * is rounded on its own). 16 consecutive blocks span at most two groups. */
-AVX512 INLINE void nf4_aps512(const wview *v, int64_t gb, int64_t m, float *ap) {
-    for (int64_t i = 0; i < m; i += 16) {
-        int64_t g = gb + i, cnt = m - i < 16 ? m - i : 16;
-        __m128i q8 = _mm_maskz_loadu_epi8((__mmask16)((1u << cnt) - 1), v->qabs + g);
-        __m512 q = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q8));
-        int64_t grp = g / GG_NF4_GROUP, next = (grp + 1) * GG_NF4_GROUP;
-        __m512 s = _mm512_set1_ps(rdf32(v->gscale + 4 * grp));
-        if (g + cnt > next) /* lanes from next on are in the next group */
-            s = _mm512_mask_mov_ps(s, (__mmask16)(0xffffu << (next - g)),
-                                   _mm512_set1_ps(rdf32(v->gscale + 4 * (grp + 1))));
-        __m512 prod = _mm512_mul_ps(q, s);
-        __asm__("" : "+v"(prod)); /* no FMA contraction */
-        _mm512_storeu_ps(ap + i, _mm512_add_ps(prod, _mm512_set1_ps(v->mean)));
-    }
-}
 
 /* Block b (64 elements) of a row into w[0..3]: exactly the dequantized
  * floats. gb is the row-major block index (q8 scale), ap nf4's a'_b. */
@@ -570,8 +555,9 @@ void cpu_matmul(gg_backend *be, float *y, const float *x, int64_t n, const gg_we
                 .simd = cpu_ctx_of(be)->simd};
     double work = (double)n * (double)w->rows * (double)w->cols;
     static const int64_t gemv_max_n[GG_TYPE_COUNT] = GEMV_MAX_N;
-    if (be->int8_matmul && n >= INT8_MIN_N && work >= SMALL_WORK &&
-        cpu_matmul_int8(be, y, x, n, w, bias, beta) == 0)
+    if (be->int8_matmul && work >= SMALL_WORK &&
+        (n >= INT8_MIN_N ? cpu_matmul_int8(be, y, x, n, w, bias, beta)
+                         : cpu_gemv_int8(be, y, x, n, w, bias, beta)) == 0)
         return;
     if (n <= gemv_max_n[w->type]) {
         J.simd = gemv_level(J.simd);

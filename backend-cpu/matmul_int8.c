@@ -24,6 +24,8 @@
 #include <float.h>
 #include <immintrin.h>
 
+#include "backend-cpu/nf4_simd.h"
+
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c")))
 #define INLINE static inline __attribute__((always_inline))
 #define UNROLL _Pragma("GCC unroll 16")
@@ -41,11 +43,6 @@
 #ifndef TILE_I8
 #define TILE_I8 (192 << 10)
 #endif
-
-/* rne(127·code) of the nf4 code table: gg_ref_matmul_int8 computes the same
- * from gg_nf4_codes (test_backend_matmul checks they agree). */
-static const int8_t nf4_i8[16] = {-127, -88, -67, -50, -36, -23, -12, 0,
-                                  10,   20,  31,  43,  56,  71,  92,  127};
 
 int cpu_int8_supported(void) {
     static int ok = -1;
@@ -131,7 +128,7 @@ static void pack_x_worker(void *arg, int ith, int nth) {
 VNNI static void prep_row(const wview *v, int64_t r, int8_t *dst, int32_t *wsum, float *wd) {
     const int64_t nb = v->cols / 64;
     const __m512i ones = _mm512_set1_epi8(1);
-    const __m512i tab = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)nf4_i8));
+    const __m512i tab = _mm512_broadcast_i32x4(nf4_i8_table());
     for (int64_t b = 0; b < nb; b++) {
         int64_t gb = r * nb + b;
         __m512i w;

@@ -5,8 +5,10 @@
 #
 #   bench/infer.sh            (from the repo root, after `make`)
 #
-# For each of f32, bf16, q8, nf4 (converted once under $GG_BENCH_DIR,
-# default /tmp/gg-bench, from the checkpoint bench/convert.sh generates):
+# For each of f32, bf16, q8, nf4, and nf4 with a q8 embedding / LM head
+# ("nf4-eq8": ggconvert -t nf4 --embed-type q8), converted once under
+# $GG_BENCH_DIR (default /tmp/gg-bench) from the checkpoint bench/gen_hf.c
+# generates:
 #   pp512: gggen --ids <512 ids> -n 0          → prompt tokens/s
 #   tg128: gggen --ids <4 ids> -n 128 --temp 0 → generation tokens/s
 # The bound is (bytes of weights read per token) ÷ (read bandwidth of
@@ -25,7 +27,13 @@ cd "$(dirname "$0")/.."
 DIR=${GG_BENCH_DIR:-/tmp/gg-bench}
 RUNS=${RUNS:-2}
 THREADS=${THREADS:-$(nproc)}
-TYPES=${TYPES:-"f32 bf16 q8 nf4"}
+TYPES=${TYPES:-"f32 bf16 q8 nf4 nf4-eq8"}
+# INT8=1 (the default where the CPU has AVX-512 VNNI) adds a row "T+i8" for
+# q8 / nf4 types: the same file run with --int8-matmul.
+if [ -z "${INT8:-}" ]; then
+    INT8=0
+    grep -q avx512_vnni /proc/cpuinfo && INT8=1
+fi
 SHAPE=${GG_BENCH_SHAPE:-}
 mkdir -p "$DIR" build/bench
 cc -std=c11 -O2 -D_GNU_SOURCE bench/gen_hf.c -o build/bench/gen_hf
@@ -57,11 +65,13 @@ rate() {
 rows=""
 printf -v hdr '\ngggen on %s (%s), %s threads; read bandwidth %s GB/s (build/bench/membw, best of the runs before and after)\n\n' \
     "$(basename "$M")" "$(sed -n 's/.*"hidden_size": *\([0-9]*\).*/hidden \1/p' "$M/config.json")" "$THREADS" @BW@
-printf -v h1 '| %-6s | %10s | %10s | %10s | %12s | %10s |\n' type "GB/token" "pp512 t/s" "tg128 t/s" "bound t/s" "% of bound"
-printf -v h2 '|%s|%s|%s|%s|%s|%s|\n' "--------" "------------" "------------" "------------" "--------------" "------------"
+printf -v h1 '| %-10s | %10s | %10s | %10s | %12s | %10s |\n' type "GB/token" "pp512 t/s" "tg128 t/s" "bound t/s" "% of bound"
+printf -v h2 '|%s|%s|%s|%s|%s|%s|\n' "------------" "------------" "------------" "------------" "--------------" "------------"
 for t in $TYPES; do
     g="$DIR/llama-1b${SHAPE:+-small}-$t.gg"
-    [ -f "$g" ] || bin/ggconvert -q -t "$t" -o "$g" "$M" 2>/dev/null
+    conv=(-t "${t%%-e*}")
+    [ "$t" = "${t%%-e*}" ] || conv+=(--embed-type "${t#*-e}")
+    [ -f "$g" ] || bin/ggconvert -q "${conv[@]}" -o "$g" "$M" 2>/dev/null
     cat "$g" >/dev/null # page cache
     # Weight bytes read per token: every tensor, except the embedding table
     # when an lm_head exists (only one row of it is gathered).
@@ -72,6 +82,12 @@ for t in $TYPES; do
     pp=$(rate 1 bin/gggen -m "$g" -t "$THREADS" --ids "$pp_ids" -n 0)
     tg=$(rate 2 bin/gggen -m "$g" -t "$THREADS" --ids "1 2 3 4" -n 128 --temp 0 --ignore-eos --print-ids)
     rows+="$t $bytes $pp $tg"$'\n'
+    case "$INT8:${t%%-e*}" in
+    1:q8 | 1:nf4)
+        pp=$(rate 1 bin/gggen -m "$g" -t "$THREADS" --ids "$pp_ids" -n 0 --int8-matmul)
+        tg=$(rate 2 bin/gggen -m "$g" -t "$THREADS" --ids "1 2 3 4" -n 128 --temp 0 --ignore-eos --print-ids --int8-matmul)
+        rows+="$t+i8 $bytes $pp $tg"$'\n' ;;
+    esac
 done
 bw2=$(membw); bw=$(awk -v a="$bw" -v b="$bw2" 'BEGIN { print (b > a) ? b : a }')
 printf '%s' "$hdr" | sed "s/@BW@/$bw/"; printf '%s%s' "$h1" "$h2"
@@ -79,7 +95,7 @@ while read -r t bytes pp tg; do
     [ -n "$t" ] || continue
     awk -v t="$t" -v b="$bytes" -v bw="$bw" -v pp="$pp" -v tg="$tg" 'BEGIN {
         bound = bw * 1e9 / b
-        printf "| %-6s | %10.3f | %10.1f | %10.2f | %12.2f | %9.1f%% |\n", t, b / 1e9, pp, tg, bound, 100 * tg / bound }'
+        printf "| %-10s | %10.3f | %10.1f | %10.2f | %12.2f | %9.1f%% |\n", t, b / 1e9, pp, tg, bound, 100 * tg / bound }'
 done <<<"$rows"
 # llama.cpp on the same checkpoint: its own llama-bench (LLAMA_BENCH, or
 # built by bench/llama_cpp_build.sh from the llama.cpp source node-llama-cpp
@@ -131,12 +147,12 @@ if [ -n "${LLAMA_BENCH:-}" ]; then
     done
     gg_of() { awk -v t="$1" -v f="$2" '$1 == t { print (f == "pp") ? $3 : $4 }' <<<"$rows"; }
     lc_of() { awk -v t="$1" -v f="$2" '$1 == t { print (f == "pp") ? $2 : $3 }' <<<"$lrows"; }
-    printf '\nours / llama.cpp:'
-    for pair in nf4:Q4_0 q8:Q8_0; do
+    printf '\nours / llama.cpp:\n'
+    for pair in nf4:Q4_0 nf4+i8:Q4_0 nf4-eq8:Q4_0 nf4-eq8+i8:Q4_0 q8:Q8_0 q8+i8:Q8_0; do
         o=${pair%%:*} l=${pair#*:}
         [ -n "$(gg_of "$o" tg)" ] && [ -n "$(lc_of "$l" tg)" ] || continue
         awk -v o="$o" -v l="$l" -v gpp="$(gg_of "$o" pp)" -v gtg="$(gg_of "$o" tg)" -v lpp="$(lc_of "$l" pp)" \
-            -v ltg="$(lc_of "$l" tg)" 'BEGIN { printf "  %s vs %s: decode %.2fx, prompt %.2fx;", o, l, gtg / ltg, gpp / lpp }'
+            -v ltg="$(lc_of "$l" tg)" 'BEGIN { printf "  %-10s vs %s: decode %.2fx, prompt %.2fx\n", o, l, gtg / ltg, gpp / lpp }'
     done
     echo
 fi

@@ -11,9 +11,9 @@
  * - GEMM (n = 512, prefill) and matmul_dx (n = 512, training): GFLOP/s per
  *   type, and plain f32 cblas_sgemm (OpenBLAS's own 2 threads) on the same
  *   shape for comparison;
- * - the int8 matmul (be->int8_matmul, q8 / nf4, AVX-512 VNNI) against the
- *   float path for n from 8 to 512: where it starts to pay (`int8` as the
- *   second argument runs only this part).
+ * - the int8 matmul (be->int8_matmul, q8 / nf4, AVX-512 VNNI: its GEMV for
+ *   n <= 4, its GEMM above) against the float path for n from 1 to 512,
+ *   weights in cache (`int8` as the second argument runs only this part).
  *
  * Build and run (from the repository root; 2 threads = this machine's cores):
  *   gcc -std=c11 -O2 -D_GNU_SOURCE -I. -pthread bench/matmul.c \
@@ -165,7 +165,7 @@ static double gflops(double n, double rows, double cols, double sec) {
 static void bench_int8(gg_backend *be) {
     static const int64_t shapes[][2] = {{8192, 2048}, {2048, 8192}};
     static const gg_type types[] = {GG_TYPE_Q8, GG_TYPE_NF4};
-    static const int64_t ns[] = {1, 2, 4, 8, 16, 32, 48, 64, 512};
+    static const int64_t ns[] = {1, 2, 4, 5, 8, 16, 32, 64, 512};
     if (!cpu_int8_supported()) {
         printf("\nint8 matmul: this CPU has no AVX-512 VNNI\n");
         return;
@@ -195,7 +195,8 @@ static void bench_int8(gg_backend *be) {
                     t = now() - t;
                     if (rep && t < tf) tf = t;
                     t = now();
-                    cpu_matmul_int8(be, y, x, n, &w, NULL, 0.0f);
+                    if (n <= 4) cpu_gemv_int8(be, y, x, n, &w, NULL, 0.0f);
+                    else cpu_matmul_int8(be, y, x, n, &w, NULL, 0.0f);
                     t = now() - t;
                     if (rep && t < ti8) ti8 = t;
                 }
@@ -218,6 +219,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
+    /* GG_INT8=1: the GEMV rows below with be->int8_matmul (the int8 GEMV) */
+    be->int8_matmul = getenv("GG_INT8") && atoi(getenv("GG_INT8")) == 1;
     static const char *const lv[] = {"scalar", "avx2", "avx512"};
     printf("threads %d, SIMD %s, OpenBLAS core %s (OPENBLAS_CORETYPE overrides)\n\n",
            be->n_threads, lv[cpu_ctx_of(be)->simd], openblas_get_corename());
