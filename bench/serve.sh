@@ -20,7 +20,8 @@
 #
 # GG_BENCH_SHAPE="hidden layers heads kv ffn vocab shard_mb" picks another
 # shape (vocab 32000 uses the Llama 2 tokenizer, else the Llama 3 one);
-# THREADS (default: all cores), CONCURRENCY (default "1 4 16").
+# THREADS (default: all cores), CONCURRENCY (default "1 4 16"); INT8=1 runs
+# both ggserve and gggen with --int8-matmul.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=${GG_BENCH_DIR:-/tmp/gg-bench}
@@ -28,6 +29,8 @@ THREADS=${THREADS:-$(nproc)}
 MAX_TOKENS=${MAX_TOKENS:-64}
 REQ_PER_STREAM=${REQ_PER_STREAM:-2}
 CONCURRENCY=${CONCURRENCY:-"1 4 16"}
+I8=() i8note=""
+[ "${INT8:-0}" != 1 ] || { I8=(--int8-matmul); i8note=", --int8-matmul"; }
 SHAPE=${GG_BENCH_SHAPE:-}
 BIN=${GG_BIN:-bin}
 mkdir -p "$DIR" build/bench
@@ -67,7 +70,7 @@ PID=
 cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null || true; }
 trap cleanup EXIT
 "$BIN/ggserve" -m "$G" --name base --lora a0="${AD}0.gg" --lora a1="${AD}1.gg" --lora a2="${AD}2.gg" \
-    --lora a3="${AD}3.gg" --port 0 --parallel 16 --ctx 512 --queue 256 --threads "$THREADS" -q 2>"$DIR/serve.err" &
+    --lora a3="${AD}3.gg" --port 0 --parallel 16 --ctx 512 --queue 256 --threads "$THREADS" ${I8[@]+"${I8[@]}"} -q 2>"$DIR/serve.err" &
 PID=$!
 for _ in $(seq 600); do grep -q '^listening on' "$DIR/serve.err" 2>/dev/null && break; sleep 0.1; done
 URL=$(sed -n 's|^listening on \(http://.*\)$|\1|p' "$DIR/serve.err")
@@ -88,7 +91,7 @@ gggen_run() {
             for r in $(seq 0 $((REQ_PER_STREAM - 1))); do
                 if [ "$models" = one ]; then a=0; else a=$(((p * REQ_PER_STREAM + r) % 4)); fi
                 s=$(date +%s.%N)
-                "$BIN/gggen" -q -m "$G" -a "${AD}$a.gg" -p "$PROMPT" -n "$MAX_TOKENS" --temp 0 --ignore-eos -t "$t" \
+                "$BIN/gggen" -q -m "$G" -a "${AD}$a.gg" -p "$PROMPT" -n "$MAX_TOKENS" --temp 0 --ignore-eos -t "$t" ${I8[@]+"${I8[@]}"} \
                     --ctx 512 >/dev/null
                 e=$(date +%s.%N)
                 echo "$s $e" >>"$dir/lat.$p"
@@ -104,9 +107,9 @@ gggen_run() {
     rm -rf "$dir"
 }
 
-printf '\nggserve vs gggen on %s (nf4, %s), %s threads, %s tokens per request, %s requests per stream\n\n' \
-    "$(basename "$M")" "$(sed -n 's/.*"hidden_size": *\([0-9]*\).*/hidden \1/p' "$M/config.json")" "$THREADS" \
-    "$MAX_TOKENS" "$REQ_PER_STREAM"
+printf '\nggserve vs gggen on %s (nf4%s, %s), %s threads, %s tokens per request, %s requests per stream\n\n' \
+    "$(basename "$M")" "$i8note" "$(sed -n 's/.*"hidden_size": *\([0-9]*\).*/hidden \1/p' "$M/config.json")" \
+    "$THREADS" "$MAX_TOKENS" "$REQ_PER_STREAM"
 printf '| %-7s | %-8s | %14s | %13s | %13s | %12s | %12s | %9s |\n' streams adapters "ggserve tok/s" "p50 / p99 s" \
     "TTFT p50 s" "gggen tok/s" "p50 / p99 s" "gain"
 printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' ---------- ---------- ---------------- --------------- --------------- \

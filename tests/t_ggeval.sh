@@ -86,6 +86,10 @@ done
 grep -q '"task":"synth_mc","doc_id":0' "$T/log.jsonl" && grep -q '"resps":\[\[-[0-9]' "$T/log.jsonl" ||
     fail "log-samples content"
 grep -q '^|synth_mc  *|none  *|     0|acc  *| ↑ |' "$T/table" || fail "results table: $(cat "$T/table")"
+grep -q '"int8_matmul": false' "$T/r.json" || fail "results JSON lacks int8_matmul"
+"$BIN/ggeval" harness -q -m "$M" --tasks "$TASKS/synth/mc.yaml" --ctx 256 --limit 2 --int8-matmul \
+    --output "$T/r8.json" >/dev/null || fail "harness --int8-matmul"
+grep -q '"int8_matmul": true' "$T/r8.json" || fail "--int8-matmul not in the results JSON"
 grep -q 'requests/s' "$T/err" || fail "no requests/s line"
 fp=$(grep -o '"model_fingerprint": "[0-9a-f]*"' "$T/r.json" | sed 's/.*: "//; s/"//')
 "$BIN/gginfo" "$M" | grep -qi "$fp" || fail "fingerprint $fp is not the model's"
