@@ -14,11 +14,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "ggfmt/utf8.h"
@@ -879,6 +881,32 @@ static int make_parents(const char *path, gg_err *err) {
     return 0;
 }
 
+static char active_stage[4096];
+
+const char *gg_dir_stage_active(void) { return active_stage; }
+
+void gg_dir_abort_signal(const char *stage) {
+    static char buf[8192]; /* static: no stack growth in a handler */
+    int fd = open(stage, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        long k;
+        while ((k = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0)
+            for (long off = 0; off < k;) {
+                struct linux_dirent64_ {
+                    uint64_t ino;
+                    int64_t off;
+                    unsigned short reclen;
+                    unsigned char type;
+                    char name[];
+                } *e = (void *)(buf + off);
+                if (strcmp(e->name, ".") && strcmp(e->name, "..")) unlinkat(fd, e->name, 0);
+                off += e->reclen;
+            }
+        close(fd);
+    }
+    rmdir(stage);
+}
+
 int gg_dir_stage(const char *dir, char *stage, size_t cap, gg_err *err) {
     struct stat sb;
     if (stat(dir, &sb) == 0 && !S_ISDIR(sb.st_mode)) return gg_errf(err, "%s: exists and is not a directory", dir);
@@ -886,10 +914,12 @@ int gg_dir_stage(const char *dir, char *stage, size_t cap, gg_err *err) {
     if (make_parents(dir, err)) return -1;
     if (!mkdtemp(stage)) return gg_errf(err, "%s: cannot create: %s", stage, strerror(errno));
     chmod(stage, 0755);
+    if (strlen(stage) < sizeof active_stage) memcpy(active_stage, stage, strlen(stage) + 1);
     return 0;
 }
 
 void gg_dir_abort(const char *stage) {
+    if (strcmp(stage, active_stage) == 0) active_stage[0] = 0;
     DIR *d = opendir(stage);
     if (d) {
         struct dirent *e;
@@ -912,6 +942,7 @@ static void fsync_dir(const char *path) {
 }
 
 int gg_dir_commit(const char *stage, const char *dir, gg_err *err) {
+    if (strcmp(stage, active_stage) == 0) active_stage[0] = 0; /* from here on DIR holds the files */
     fsync_dir(stage);
     if (rename(stage, dir) == 0) { /* DIR did not exist (or was an empty folder) */
         char *p = strdup(dir), *slash = p ? strrchr(p, '/') : NULL;

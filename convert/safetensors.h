@@ -83,5 +83,10 @@ int gg_write_atomic(const char *path, const void *const *parts, const size_t *le
 int gg_dir_stage(const char *dir, char *stage, size_t cap, gg_err *err);
 int gg_dir_commit(const char *stage, const char *dir, gg_err *err);
 void gg_dir_abort(const char *stage);
+/* The stage folder being written now ("" when none): a tool's signal
+ * handler removes it with gg_dir_abort_signal (async-signal-safe: no
+ * malloc, only open / getdents / unlinkat / rmdir). */
+const char *gg_dir_stage_active(void);
+void gg_dir_abort_signal(const char *stage);
 
 #endif

@@ -18,6 +18,7 @@
 #include "convert/merge.h"
 #include "ggfmt/ggfmt.h"
 #include "convert/adapter.h"
+#include "convert/safetensors.h"
 #include "convert/gguf.h"
 #include "convert/hf_export.h"
 #include "tools/common.h"
@@ -88,11 +89,15 @@ static void on_note(void *ctx, const char *msg) {
     if (!u->quiet) fprintf(stderr, "ggmerge: note: %s\n", msg);
 }
 
-/* Ctrl-C / SIGTERM: remove OUT.tmp (the writer's temporary name) and exit;
- * a finished OUT has already been renamed and is kept. */
-static char tmp_path[4200];
+/* Ctrl-C / SIGTERM: remove OUT.tmp (the writer's temporary name) or the
+ * stage folder of --hf-out / --peft-out, and exit; a finished OUT or DIR has
+ * already been renamed into place and is kept. */
+static char tmp_path[4200], gguf_tmp[4200];
 static void on_signal(int sig) {
     if (tmp_path[0]) unlink(tmp_path);
+    if (gguf_tmp[0]) unlink(gguf_tmp);
+    const char *stage = gg_dir_stage_active();
+    if (stage[0]) gg_dir_abort_signal(stage);
     _exit(128 + sig);
 }
 
@@ -209,6 +214,10 @@ int main(int argc, char **argv) {
     }
     if (optind < argc) gg_die(TOOL, "unexpected argument '%s' (see --help)", argv[optind]);
     if (!model) gg_die(TOOL, "no base model: give -m BASE.gg (see --help)");
+    if (gguf_out && (size_t)snprintf(gguf_tmp, sizeof gguf_tmp, "%s.tmp", gguf_out) >= sizeof gguf_tmp)
+        gg_die(TOOL, "--gguf-out: path too long");
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
     if (!nads && !out && (hf_out || gguf_out)) { /* export the base as it is */
         if (hf_out) write_hf(model, hf_out, hf_type, shard_mb);
         if (gguf_out) write_gguf(model, gguf_out, gguf_type);
@@ -228,8 +237,6 @@ int main(int argc, char **argv) {
 
     if (strlen(out) + 5 > sizeof tmp_path) gg_die(TOOL, "-o: path too long");
     snprintf(tmp_path, sizeof tmp_path, "%s.tmp", out);
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
     o.base_path = model;
     o.out_path = out;
     o.adapters = ads;
