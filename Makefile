@@ -17,7 +17,7 @@ FUZZ_SECONDS ?= 60
 
 CFLAGS_BASE = -std=c11 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
               -Wno-unused-parameter -D_GNU_SOURCE -I. -pthread
-LDLIBS   = -ljansson -lpcre2-8 -lutf8proc -lopenblas -lm -pthread
+LDLIBS   = -ljansson -lpcre2-8 -lutf8proc -lopenblas -lm -ldl -pthread
 
 ifeq ($(SANITIZE),1)
   BUILD  = build/san
@@ -47,10 +47,14 @@ TOOLS    = $(patsubst tools/%.c,$(BIN)/%,$(TOOL_SRC))
 TEST_SRC = $(wildcard tests/test_*.c)
 TESTS    = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 
+# The CUDA backend is a plugin, $(BIN)/libggcuda.so, that the tools dlopen
+# for --device cuda (tools/engine.h): the tools themselves never link CUDA.
+# Ampere (sm_80) and Hopper (sm_90) code, plus PTX for newer GPUs.
 CUDA_SRC = $(wildcard backend-cuda/*.cu)
 CUDA_OBJ = $(patsubst %.cu,$(BUILD)/%.o,$(CUDA_SRC))
-CUDA_LIB = $(BUILD)/libggcuda.a
-NVCCFLAGS = -O2 -I. -Xcompiler -Wall,-Wextra,-Werror -Werror all-warnings
+CUDA_LIB = $(BIN)/libggcuda.so
+CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90]
+NVCCFLAGS = -O2 -I. $(CUDA_ARCH) -Xcompiler -fPIC,-Wall,-Wextra,-Werror -Werror all-warnings
 
 ALL = $(TOOLS)
 ifeq ($(CUDA),1)
@@ -80,7 +84,7 @@ $(SERVE_OBJ): $(wildcard serve/*.html)
 
 $(CUDA_LIB): $(CUDA_OBJ)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	$(NVCC) -shared $(CUDA_ARCH) $^ -lcublas -o $@
 
 ifeq ($(MPI),1)
 $(BIN)/ggtrain: private CFLAGS += -DGG_MPI $(shell $(MPICC) --showme:compile)

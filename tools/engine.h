@@ -1,26 +1,89 @@
-/* engine.h — shared by the tools that run a model (gggen, ggeval, ggserve):
- * picking the backend from --device, and loading LoRA adapters given as
- * `PATH[:SCALE]` (a .gg adapter or a PEFT folder) onto a loaded model.
+/* engine.h — shared by the tools that run a model (gggen, ggeval, ggserve,
+ * ggtrain): picking the backend from --device (the CUDA backend is a plugin,
+ * libggcuda.so, loaded only when asked for, so the tools start on machines
+ * without CUDA), and loading LoRA adapters given as `PATH[:SCALE]` (a .gg
+ * adapter or a PEFT folder) onto a loaded model.
  * Header-only; the work is in convert/adapter.c and models/model.c. */
 #ifndef GG_TOOLS_ENGINE_H
 #define GG_TOOLS_ENGINE_H
 
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "backend-cpu/cpu_backend.h"
 #include "convert/adapter.h"
 #include "models/model.h"
 
-/* "cpu" or "cuda"; n_threads <= 0 means one per core (CPU). */
-static inline gg_backend *gg_tool_backend(const char *device, int n_threads, gg_err *err) {
-    if (!device || strcmp(device, "cpu") == 0) return gg_backend_cpu_new(n_threads, err);
-    if (strcmp(device, "cuda") == 0) {
-        gg_errf(err, "--device cuda: this build has no CUDA backend yet; use --device cpu");
+/* The CUDA backend from libggcuda.so: $GG_CUDA_LIB, else next to the
+ * running program, else the loader's search path. The library stays loaded
+ * for the life of the process. */
+static inline gg_backend *gg_tool_cuda_backend(int device, gg_err *err) {
+    char path[PATH_MAX + 32];
+    const char *env = getenv("GG_CUDA_LIB");
+    void *h = NULL;
+    char why[512] = "";
+    if (env && *env) {
+        h = dlopen(env, RTLD_NOW | RTLD_LOCAL);
+        if (!h) snprintf(why, sizeof why, "%s", dlerror());
+    } else {
+        ssize_t k = readlink("/proc/self/exe", path, PATH_MAX);
+        if (k > 0) {
+            path[k] = 0;
+            char *slash = strrchr(path, '/');
+            if (slash) {
+                strcpy(slash + 1, "libggcuda.so");
+                h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+                if (!h) {
+                    struct stat st;
+                    if (stat(path, &st) == 0) snprintf(why, sizeof why, "%s", dlerror());
+                }
+            }
+        }
+        if (!h) {
+            h = dlopen("libggcuda.so", RTLD_NOW | RTLD_LOCAL);
+            if (!h && !why[0]) snprintf(why, sizeof why, "%s", dlerror());
+        }
+    }
+    if (!h) {
+        for (char *c = why; *c; c++)
+            if (*c == '\n') *c = ' ';
+        gg_errf(err, "--device cuda: cannot load the CUDA backend (libggcuda.so, built by make CUDA=1): %s", why);
         return NULL;
     }
-    gg_errf(err, "--device '%s': expected cpu or cuda", device);
+    gg_backend *(*make)(int, gg_err *) = NULL;
+    *(void **)&make = dlsym(h, "gg_backend_cuda_new");
+    if (!make) {
+        gg_errf(err, "--device cuda: libggcuda.so has no gg_backend_cuda_new");
+        return NULL;
+    }
+    return make(device, err);
+}
+
+/* "cpu", "cuda" or "cuda:N"; n_threads <= 0 means one per core (CPU). */
+static inline gg_backend *gg_tool_backend(const char *device, int n_threads, gg_err *err) {
+    if (!device || strcmp(device, "cpu") == 0) return gg_backend_cpu_new(n_threads, err);
+    if (strncmp(device, "cuda", 4) == 0) {
+        int idx = 0;
+        if (device[4] == ':') {
+            char *end;
+            long v = strtol(device + 5, &end, 10);
+            if (end == device + 5 || *end || v < 0 || v > 1023) {
+                gg_errf(err, "--device '%s': expected cuda or cuda:N", device);
+                return NULL;
+            }
+            idx = (int)v;
+        } else if (device[4]) {
+            gg_errf(err, "--device '%s': expected cpu, cuda or cuda:N", device);
+            return NULL;
+        }
+        return gg_tool_cuda_backend(idx, err);
+    }
+    gg_errf(err, "--device '%s': expected cpu, cuda or cuda:N", device);
     return NULL;
 }
 
