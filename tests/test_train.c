@@ -28,6 +28,7 @@
 #include <jansson.h>
 
 #include "backend-cpu/cpu_backend.h"
+#include "tests/test_device.h"
 #include "convert/adapter.h"
 #include "convert/convert.h"
 #include "models/train.h"
@@ -180,12 +181,8 @@ static void compare_step(const char *what, const gg_lora_module *m, size_t n, co
     CHECK(flips * 200 <= total, "%s: %zu near-zero-gradient parameters differ", what, flips);
 }
 
-static gg_backend *cpu(void) {
-    gg_err err;
-    gg_backend *be = gg_backend_cpu_new(2, &err);
-    if (!be) fprintf(stderr, "cpu: %s\n", err.msg);
-    return be;
-}
+/* The backend of every test: the CPU's, or GG_TEST_DEVICE's (test_device.h). */
+static gg_backend *cpu(void) { return test_backend(); }
 
 /* ------------------------------------------------------------------------ */
 
@@ -546,6 +543,13 @@ int main(void) {
     if (!check_have_fixture("hf/llama2-mha/lora/ref_grads.safetensors")) return check_done();
     snprintf(tmpdir, sizeof tmpdir, "/tmp/gg-test-train-XXXXXX");
     if (!mkdtemp(tmpdir)) return 1;
+    gg_backend *probe = cpu(); /* the device can be made (else every test would fail on NULL) */
+    if (!probe) {
+        rmdir(tmpdir);
+        return 1;
+    }
+    gg_backend_free(probe);
+    if (!test_device_is_cpu()) printf("# device %s\n", test_device());
     RUN(test_parity_peft);
     RUN(test_finite_differences);
     RUN(test_packing_and_ckpt);
