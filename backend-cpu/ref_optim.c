@@ -46,6 +46,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "backend-cpu/adam8_map.h"
 #include "backend-cpu/ref.h"
 
 /* ------------------------------------------------------------------------ */
@@ -112,31 +113,10 @@ void gg_ref_adamw(float *p, const float *g, float *m, float *v, int64_t n, const
 static float adam8_maps[2][256]; /* [0] unsigned, [1] signed */
 static pthread_once_t adam8_once = PTHREAD_ONCE_INIT;
 
-static void adam8_build(float *map, int is_signed) {
-    int n = 0;
-    for (int e = 0; e < 7; e++) {
-        int k = is_signed ? 1 << e : 2 << e; /* codes in this decade */
-        double decade = pow(10.0, (double)(e - 6));
-        for (int j = 0; j < k; j++) {
-            double mid = 0.1 + 0.9 * ((double)j + 0.5) / (double)k;
-            map[n++] = (float)(decade * mid);
-            if (is_signed) map[n++] = (float)(-decade * mid);
-        }
-    }
-    map[n++] = 0.0f;
-    map[n++] = 1.0f;
-    for (int i = 1; i < n; i++) { /* insertion sort, ascending */
-        float t = map[i];
-        int j = i;
-        for (; j > 0 && map[j - 1] > t; j--) map[j] = map[j - 1];
-        map[j] = t;
-    }
-    if (is_signed) map[0] = -1.0f;
-}
 
 static void adam8_build_both(void) {
-    adam8_build(adam8_maps[0], 0);
-    adam8_build(adam8_maps[1], 1);
+    gg_adam8_build(adam8_maps[0], 0);
+    gg_adam8_build(adam8_maps[1], 1);
 }
 
 const float *gg_ref_adam8_map(int is_signed) {

@@ -13,8 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 
-// The plugin does not link libgg: its own error formatting.
-static int set_err(gg_err *err, const char *fmt, ...) {
+int cuda_set_err(gg_err *err, const char *fmt, ...) {
     if (err) {
         va_list ap;
         va_start(ap, fmt);
@@ -76,7 +75,7 @@ static void *cu_alloc(gg_backend *be, size_t bytes, gg_err *err) {
     cudaError_t e = cudaMallocAsync(&p, bytes ? bytes : 64, cuda_stream(be));
     if (e != cudaSuccess) {
         cudaGetLastError(); // an allocation failure is reported here, not by sync
-        set_err(err, "cuda: out of device memory allocating %zu bytes (%s)", bytes, cudaGetErrorString(e));
+        cuda_set_err(err, "cuda: out of device memory allocating %zu bytes (%s)", bytes, cudaGetErrorString(e));
         return nullptr;
     }
     return p;
@@ -108,7 +107,7 @@ static void cu_memset0(gg_backend *be, void *dst, size_t n) {
 static int cu_sync(gg_backend *be, gg_err *err) {
     cuda_ctx *c = cuda_ctx_of(be);
     cuda_note(be, cudaStreamSynchronize(c->stream), "sync");
-    if (c->failed) return set_err(err, "%s", c->failure);
+    if (c->failed) return cuda_set_err(err, "%s", c->failure);
     return 0;
 }
 
@@ -128,11 +127,11 @@ static void cu_destroy(gg_backend *be) {
 extern "C" gg_backend *gg_backend_cuda_new(int device, gg_err *err) {
     int count = gg_cuda_device_count();
     if (count == 0) {
-        set_err(err, "--device cuda: no CUDA device is visible (driver missing or no GPU)");
+        cuda_set_err(err, "--device cuda: no CUDA device is visible (driver missing or no GPU)");
         return nullptr;
     }
     if (device < 0 || device >= count) {
-        set_err(err, "--device cuda:%d: only %d CUDA device%s", device, count, count == 1 ? "" : "s");
+        cuda_set_err(err, "--device cuda:%d: only %d CUDA device%s", device, count, count == 1 ? "" : "s");
         return nullptr;
     }
     gg_backend *be = (gg_backend *)calloc(1, sizeof *be);
@@ -140,7 +139,7 @@ extern "C" gg_backend *gg_backend_cuda_new(int device, gg_err *err) {
     if (!be || !c) {
         free(be);
         free(c);
-        set_err(err, "out of memory creating the CUDA backend");
+        cuda_set_err(err, "out of memory creating the CUDA backend");
         return nullptr;
     }
     be->ctx = c;
@@ -148,7 +147,7 @@ extern "C" gg_backend *gg_backend_cuda_new(int device, gg_err *err) {
     cudaError_t e = cudaSetDevice(device);
     if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
     if (e != cudaSuccess) {
-        set_err(err, "cuda:%d: %s", device, cudaGetErrorString(e));
+        cuda_set_err(err, "cuda:%d: %s", device, cudaGetErrorString(e));
         cu_destroy(be);
         return nullptr;
     }
@@ -157,7 +156,7 @@ extern "C" gg_backend *gg_backend_cuda_new(int device, gg_err *err) {
     // f32 GEMMs stay f32 (no TF32): the results must match the CPU backend
     if (s == CUBLAS_STATUS_SUCCESS) s = cublasSetMathMode(c->blas, CUBLAS_PEDANTIC_MATH);
     if (s != CUBLAS_STATUS_SUCCESS) {
-        set_err(err, "cuda:%d: cuBLAS initialisation failed (status %d)", device, (int)s);
+        cuda_set_err(err, "cuda:%d: cuBLAS initialisation failed (status %d)", device, (int)s);
         c->blas = nullptr;
         cu_destroy(be);
         return nullptr;

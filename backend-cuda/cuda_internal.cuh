@@ -29,6 +29,10 @@ struct cuda_ctx {
 static inline cuda_ctx *cuda_ctx_of(gg_backend *be) { return (cuda_ctx *)be->ctx; }
 static inline cudaStream_t cuda_stream(gg_backend *be) { return cuda_ctx_of(be)->stream; }
 
+// A one-line message into err (NULL allowed); returns -1. The plugin does
+// not link libgg, so it has its own gg_errf.
+int cuda_set_err(gg_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 // Record e (when not cudaSuccess) against `where`; the first one is kept.
 void cuda_note(gg_backend *be, cudaError_t e, const char *where);
 void cuda_note_blas(gg_backend *be, cublasStatus_t s, const char *where);

@@ -15,7 +15,6 @@
 // weight_init blocks (its host bytes may go away when it returns).
 #include "backend-cuda/cuda_internal.cuh"
 
-#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 
@@ -26,24 +25,7 @@
 // Weight layout on the device
 
 // The 16 NF4 code values, identical to gg_nf4_codes (ggfmt/quant.c).
-__constant__ float nf4_codes[16] = {
-    -1.0f,
-    -0.6961928009986877f,
-    -0.5250730514526367f,
-    -0.39491748809814453f,
-    -0.28444138169288635f,
-    -0.18477343022823334f,
-    -0.09105003625154495f,
-    0.0f,
-    0.07958029955625534f,
-    0.16093020141124725f,
-    0.24611230194568634f,
-    0.33791524171829224f,
-    0.44070982933044434f,
-    0.5626170039176941f,
-    0.7229568362236023f,
-    1.0f,
-};
+__constant__ float nf4_codes[16] = GG_NF4_CODES_INIT;
 
 // Where the parts of a weight's container layout lie (ggfmt/quant.h; the
 // same offsets as backend-cpu/wview.h), as device pointers.
@@ -193,17 +175,6 @@ static void dequant_rows(gg_backend *be, const gg_weight *w, int64_t r0, int64_t
 // ---------------------------------------------------------------------------
 // Weights
 
-static int weight_err(gg_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int weight_err(gg_err *err, const char *fmt, ...) {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 static const char *type_name(gg_type t) {
     static const char *const names[GG_TYPE_COUNT] = {"f32", "f16", "bf16", "q8", "nf4"};
     return (unsigned)t < GG_TYPE_COUNT ? names[t] : "?";
@@ -214,15 +185,15 @@ int cuda_weight_init(gg_backend *be, gg_weight *w, gg_type t, int64_t rows, int6
     memset(w, 0, sizeof *w);
     const long long R = (long long)rows, C = (long long)cols;
     if (rows <= 0 || cols <= 0)
-        return weight_err(err, "weight: rows (%lld) and cols (%lld) must be positive", R, C);
+        return cuda_set_err(err, "weight: rows (%lld) and cols (%lld) must be positive", R, C);
     if ((unsigned)t >= GG_TYPE_COUNT)
-        return weight_err(err, "weight [%lld, %lld]: invalid tensor type %d", R, C, (int)t);
+        return cuda_set_err(err, "weight [%lld, %lld]: invalid tensor type %d", R, C, (int)t);
     if ((t == GG_TYPE_Q8 || t == GG_TYPE_NF4) && cols % 64)
-        return weight_err(err, "weight [%lld, %lld]: %s needs the last dimension (%lld) to be a multiple of 64",
+        return cuda_set_err(err, "weight [%lld, %lld]: %s needs the last dimension (%lld) to be a multiple of 64",
                           R, C, type_name(t), C);
     if (cols > INT32_MAX || rows > INT32_MAX)
-        return weight_err(err, "weight [%lld, %lld]: a dimension exceeds 2^31 - 1 (BLAS limit)", R, C);
-    if (!host_data) return weight_err(err, "weight [%lld, %lld]: no data", R, C);
+        return cuda_set_err(err, "weight [%lld, %lld]: a dimension exceeds 2^31 - 1 (BLAS limit)", R, C);
+    if (!host_data) return cuda_set_err(err, "weight [%lld, %lld]: no data", R, C);
 
     size_t bytes = (size_t)weight_nbytes(t, (uint64_t)rows, (uint64_t)cols);
     cudaStream_t s = cuda_stream(be);
@@ -230,7 +201,7 @@ int cuda_weight_init(gg_backend *be, gg_weight *w, gg_type t, int64_t rows, int6
     cudaError_t e = cudaMallocAsync(&d, bytes, s);
     if (e != cudaSuccess) {
         cudaGetLastError(); // reported here, not by sync
-        return weight_err(err, "weight [%lld, %lld] %s: out of device memory allocating %zu bytes (%s)", R, C,
+        return cuda_set_err(err, "weight [%lld, %lld] %s: out of device memory allocating %zu bytes (%s)", R, C,
                           type_name(t), bytes, cudaGetErrorString(e));
     }
     // synchronous: host_data may be unmapped as soon as we return
@@ -241,7 +212,7 @@ int cuda_weight_init(gg_backend *be, gg_weight *w, gg_type t, int64_t rows, int6
         cudaFreeAsync(d, s);
         cudaStreamSynchronize(s);
         cudaGetLastError();
-        return weight_err(err, "weight [%lld, %lld] %s: copying %zu bytes to the device failed (%s)", R, C,
+        return cuda_set_err(err, "weight [%lld, %lld] %s: copying %zu bytes to the device failed (%s)", R, C,
                           type_name(t), bytes, cudaGetErrorString(e));
     }
     w->type = t;

@@ -22,6 +22,7 @@
 // are rebuilt here on the host with ref_optim.c's construction (the plugin
 // does not link libgg) and passed to the kernel by value.
 #include "backend-cuda/cuda_internal.cuh"
+#include "backend-cpu/adam8_map.h"
 
 #include <math.h>
 
@@ -153,39 +154,18 @@ void cuda_adamw(gg_backend *be, float *p, const float *g, float *m, float *v, in
     CUDA_LAUNCHED(be, "adamw");
 }
 
-// ---- the 8-bit code maps (ref_optim.c's adam8_build, copied) ----
+// ---- the 8-bit code maps (backend-cpu/adam8_map.h) ----
 
 struct adam8_maps {
     float u[256]; // unsigned (second moment)
     float s[256]; // signed (first moment)
 };
 
-static void adam8_build(float *map, int is_signed) {
-    int n = 0;
-    for (int e = 0; e < 7; e++) {
-        int k = is_signed ? 1 << e : 2 << e; // codes in this decade
-        double decade = pow(10.0, (double)(e - 6));
-        for (int j = 0; j < k; j++) {
-            double mid = 0.1 + 0.9 * ((double)j + 0.5) / (double)k;
-            map[n++] = (float)(decade * mid);
-            if (is_signed) map[n++] = (float)(-decade * mid);
-        }
-    }
-    map[n++] = 0.0f;
-    map[n++] = 1.0f;
-    for (int i = 1; i < n; i++) { // insertion sort, ascending
-        float t = map[i];
-        int j = i;
-        for (; j > 0 && map[j - 1] > t; j--) map[j] = map[j - 1];
-        map[j] = t;
-    }
-    if (is_signed) map[0] = -1.0f;
-}
 
 static adam8_maps adam8_maps_build(void) {
     adam8_maps mp;
-    adam8_build(mp.u, 0);
-    adam8_build(mp.s, 1);
+    gg_adam8_build(mp.u, 0);
+    gg_adam8_build(mp.s, 1);
     return mp;
 }
 

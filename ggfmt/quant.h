@@ -34,6 +34,13 @@ typedef enum gg_type {
 
 /* The 16 NF4 code values (bitsandbytes), index 0..15. */
 extern const float gg_nf4_codes[16];
+/* Its initializer, for copies that cannot link libgg (the CUDA plugin's
+ * constant memory): QLoRA's NF4 levels, the normal quantiles of bitsandbytes. */
+#define GG_NF4_CODES_INIT                                                                          \
+    {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,                     \
+     -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,                    \
+     0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,       \
+     0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f}
 
 const char *gg_type_name(gg_type t);                 /* "f32", ..., "nf4"; "?" if invalid */
 int gg_type_from_name(const char *name, gg_type *out); /* 0 or -1 (no message) */
