@@ -283,4 +283,17 @@ rc=0; wait "$PID" || rc=$?
 PID=
 [ "$rc" -eq 0 ] || fail "exit status $rc after SIGTERM"
 ! grep -q 'runtime error\|Sanitizer' "$T/serve.err" || fail "sanitizer: $(grep -m3 'runtime error\|Sanitizer' "$T/serve.err")"
+
+# ---- --int8-matmul: the server's greedy completion equals gggen --int8-matmul's ----
+"$BIN/ggserve" -m "$T/base.gg" --name base --lora sft="$T/ad.gg" --port 0 --threads 1 --int8-matmul -q \
+    2>"$T/serve8.err" &
+PID=$!
+for _ in $(seq 100); do grep -q '^listening on' "$T/serve8.err" 2>/dev/null && break; sleep 0.1; done
+PORT=$(sed -n 's|^listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$T/serve8.err")
+[ -n "$PORT" ] || fail "--int8-matmul server did not start: $(cat "$T/serve8.err")"
+URL=http://127.0.0.1:$PORT
+g8=$("$BIN/gggen" -q -m "$T/base.gg" -a "$T/ad.gg" -p "$P" -n 8 --temp 0 --ignore-eos -t 1 --int8-matmul)
+expect 200 POST /v1/completions "$(body sft)" ""
+[ "$(js "$T/r.json" 'j.choices[0].text')" = "$g8" ] || fail "--int8-matmul: '$(js "$T/r.json" 'j.choices[0].text')' vs gggen '$g8'"
+kill -TERM "$PID"; wait "$PID" || true; PID=
 echo "t_ggserve: ok"
