@@ -2,9 +2,10 @@
 // weights (a device copy of the container bytes), matmul, matmul_dx, gemm
 // and embed.
 //
-// f32 weights go to cublasSgemm directly. Other types are dequantized a
-// tile of rows at a time into the context's scratch (at most TILE_BYTES)
-// and each tile goes to cublasSgemm. Dequantization gives exactly the
+// Up to 8 tokens (decode): a GEMV kernel that reads each weight once and
+// dequantizes it on the fly. More: f32 weights go to cublasSgemm directly;
+// other types are dequantized a tile of rows at a time into the context's
+// scratch (at most TILE_BYTES) and each tile goes to cublasSgemm. Dequantization gives exactly the
 // floats gg_dequantize_rows_ref gives: one IEEE f32 operation per step,
 // the products rounded on their own (__fmul_rn / __fadd_rn keep nvcc from
 // contracting them into FMAs), f16 decoded bit by bit as gg_f16_to_f32.
@@ -108,6 +109,64 @@ __device__ __forceinline__ float weight_elem(const dview &v, int64_t i) {
     }
     default: return 0.0f;
     }
+}
+
+// Elements i .. i+7 of the weight (i a multiple of 8: one 64-element block
+// of q8 / nf4), each exactly as weight_elem gives it; the block scale once.
+__device__ __forceinline__ void weight_elems8(const dview &v, int64_t i, float (&w)[8]) {
+    if (v.t == GG_TYPE_Q8) {
+        float d = f16_to_f32(v.q8d[i / GG_Q8_BLOCK]);
+        const int8_t *q = (const int8_t *)v.p + i;
+#pragma unroll
+        for (int k = 0; k < 8; k++) w[k] = __fmul_rn((float)q[k], d);
+    } else if (v.t == GG_TYPE_NF4) {
+        int64_t b = i / GG_NF4_BLOCK;
+        float ap = __fadd_rn(__fmul_rn((float)v.qabs[b], v.gscale[b / GG_NF4_GROUP]), *v.mean);
+        const uint8_t *by = v.p + i / 2;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            w[2 * k] = __fmul_rn(nf4_codes[by[k] >> 4], ap);
+            w[2 * k + 1] = __fmul_rn(nf4_codes[by[k] & 15], ap);
+        }
+    } else {
+#pragma unroll
+        for (int k = 0; k < 8; k++) w[k] = weight_elem(v, i + k);
+    }
+}
+
+// Decode (n = NT <= 8 tokens): y[t, r] = beta·y + x[t]·W[r] (+ bias[r]), a
+// warp per row, each lane 8 consecutive columns at a time, the weight read
+// once from memory and dequantized on the fly. cols % 8 == 0.
+#define GEMV_WARPS 8
+template <int NT>
+__global__ void __launch_bounds__(GEMV_WARPS * 32)
+    gemv_kernel(dview v, int64_t rows, int64_t cols, const float *x, float *y, const float *bias, float beta) {
+    int lane = threadIdx.x & 31;
+    int64_t r = (int64_t)blockIdx.x * GEMV_WARPS + threadIdx.x / 32;
+    if (r >= rows) return; // the whole warp
+    float acc[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++) acc[t] = 0.0f;
+    for (int64_t c = 8 * (int64_t)lane; c < cols; c += 256) {
+        float w[8];
+        weight_elems8(v, r * cols + c, w);
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            const float *xt = x + t * cols + c;
+#pragma unroll
+            for (int k = 0; k < 8; k++) acc[t] = fmaf(w[k], xt[k], acc[t]);
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < NT; t++)
+        for (int o = 16; o > 0; o >>= 1) acc[t] += __shfl_xor_sync(0xffffffffu, acc[t], o);
+    if (lane == 0)
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            float s = bias ? __fadd_rn(acc[t], bias[r]) : acc[t];
+            float *yt = y + t * rows + r;
+            *yt = beta != 0.0f ? __fadd_rn(s, __fmul_rn(beta, *yt)) : s;
+        }
 }
 
 // dst[k] = element i0 + k of the weight, k < cnt.
@@ -250,6 +309,20 @@ void cuda_matmul(gg_backend *be, float *y, const float *x, int64_t n, const gg_w
                  float beta) {
     if (n <= 0 || w->rows <= 0) return;
     if (!dims_fit(be, "matmul: a dimension exceeds 2^31 - 1", n, w->rows, w->cols)) return;
+    if (n <= 8 && w->cols % 8 == 0) { /* decode: stream the weight once, no tile */
+        unsigned blocks = (unsigned)((w->rows + GEMV_WARPS - 1) / GEMV_WARPS);
+        dview v = view_of(w);
+        cudaStream_t st = cuda_stream(be);
+        switch (n) {
+#define GEMV_CASE(N)                                                                               \
+    case N: gemv_kernel<N><<<blocks, GEMV_WARPS * 32, 0, st>>>(v, w->rows, w->cols, x, y, bias, beta); break;
+            GEMV_CASE(1) GEMV_CASE(2) GEMV_CASE(3) GEMV_CASE(4) GEMV_CASE(5) GEMV_CASE(6) GEMV_CASE(7)
+            default: gemv_kernel<8><<<blocks, GEMV_WARPS * 32, 0, st>>>(v, w->rows, w->cols, x, y, bias, beta);
+#undef GEMV_CASE
+        }
+        CUDA_LAUNCHED(be, "matmul gemv");
+        return;
+    }
     if (w->type == GG_TYPE_F32) {
         sgemm_rows(be, y, x, n, w->rows, w->cols, (const float *)w->data, 0, w->rows, beta);
     } else {
