@@ -52,29 +52,15 @@ RUNS=${RUNS:-2}
 TYPES=${TYPES:-"nf4 bf16"}
 PYTHON=${PYTHON:-python3}
 SHAPE=${GG_BENCH_SHAPE:-"4096 32 32 32 11008 32000 2000"}
-read -r H L NH NKV FFN V _ <<<"$SHAPE"
 PP=512 TG=128
 mkdir -p "$DIR"
 
-# ---- the files (shared with bench/train_gpu.sh) ----
-GEN=${GEN_HF:-}
-if [ -z "$GEN" ]; then
-    for g in "$BIN/../bench/gen_hf" build/bench/gen_hf; do
-        if [ -x "$g" ]; then GEN=$g; break; fi
-    done
-fi
-if [ -z "$GEN" ]; then
-    mkdir -p build/bench
-    cc -std=c11 -O2 -D_GNU_SOURCE bench/gen_hf.c -o build/bench/gen_hf
-    GEN=build/bench/gen_hf
-fi
-M="$DIR/hf-${H}x${L}x${NH}x${NKV}x${FFN}x${V}"
-# shellcheck disable=SC2086 # SHAPE is the numbers, one word each
-[ -f "$M/config.json" ] || { echo "generating $M ..." >&2; "$GEN" "$M" $SHAPE >&2; }
+# ---- the files (bench/gpu_model.sh, shared with the other GPU bench) ----
+# shellcheck source=bench/gpu_model.sh
+. bench/gpu_model.sh
 declare -A bytes best
 for t in $TYPES; do
-    g="$M-$t.gg"
-    [ -f "$g" ] || { echo "converting to $g ..." >&2; "$BIN/ggconvert" -q -t "$t" -o "$DIR/tmp-$t.gg" "$M" >&2; mv "$DIR/tmp-$t.gg" "$g"; }
+    g=$(gg_file "$t")
     bytes[$t]=$("$BIN/gginfo" --tensors "$g" | awk '
         $1 == "embed.weight" { emb = $(NF-1) } $1 == "lm_head.weight" { lm = 1 }
         $1 ~ /^(layers\.|embed\.|lm_head\.|final_norm\.)/ { s += $(NF-1) }

@@ -57,27 +57,13 @@ WARMUP=${WARMUP:-2}
 PYTHON=${PYTHON:-python3}
 CKPTS=${CKPTS:-"no yes"}
 SHAPE=${GG_BENCH_SHAPE:-"4096 32 32 32 11008 32000 2000"}
-read -r H L NH NKV FFN V _ <<<"$SHAPE"
 SEQ=1024 MB=4 R=16
 mkdir -p "$DIR"
 
-# ---- the files (shared with bench/infer_gpu.sh) ----
-GEN=${GEN_HF:-}
-if [ -z "$GEN" ]; then
-    for g in "$BIN/../bench/gen_hf" build/bench/gen_hf; do
-        if [ -x "$g" ]; then GEN=$g; break; fi
-    done
-fi
-if [ -z "$GEN" ]; then
-    mkdir -p build/bench
-    cc -std=c11 -O2 -D_GNU_SOURCE bench/gen_hf.c -o build/bench/gen_hf
-    GEN=build/bench/gen_hf
-fi
-M="$DIR/hf-${H}x${L}x${NH}x${NKV}x${FFN}x${V}"
-# shellcheck disable=SC2086 # SHAPE is the numbers, one word each
-[ -f "$M/config.json" ] || { echo "generating $M ..." >&2; "$GEN" "$M" $SHAPE >&2; }
-Q="$M-nf4.gg"
-[ -f "$Q" ] || { echo "converting to $Q ..." >&2; "$BIN/ggconvert" -q -t nf4 -o "$DIR/tmp-nf4.gg" "$M" >&2; mv "$DIR/tmp-nf4.gg" "$Q"; }
+# ---- the files (bench/gpu_model.sh, shared with the other GPU bench) ----
+# shellcheck source=bench/gpu_model.sh
+. bench/gpu_model.sh
+Q=$(gg_file nf4)
 rows=$(((WARMUP + STEPS) * MB)); [ "$rows" -ge 64 ] || rows=64
 awk -v v="$V" -v n="$rows" -v s="$SEQ" 'BEGIN { srand(5); for (r = 0; r < n; r++) { printf "{\"input_ids\": [";
     for (i = 0; i < s; i++) printf "%s%d", (i ? ", " : ""), 3 + int(rand() * (v - 3)); print "]}" } }' >"$DIR/train$SEQ.jsonl"
