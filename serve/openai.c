@@ -1,9 +1,9 @@
-/* openai.c — the OpenAI request and response shapes: parsing and checking
- * a /v1/completions or /v1/chat/completions body into scheduler requests,
- * the per-token callback (text with stop strings and whole characters,
- * logprobs with text_offset, SSE chunks), the final responses, and the
- * small JSON endpoints (models, tokenize, detokenize, tokenizer_info,
- * adapters). See server.h. */
+/* openai.c — the OpenAI request shapes: parsing and checking a
+ * /v1/completions or /v1/chat/completions body into scheduler requests
+ * (gg_oa_parse), the models list, and the JSON helpers the other openai_*
+ * files share (openai_internal.h). The per-token callback and the responses
+ * are in openai_stream.c; the tokenizer and adapter endpoints in
+ * openai_endpoints.c. See server.h. */
 #define GG_SERVE_INTERNAL
 #include "serve/server.h"
 
@@ -15,13 +15,14 @@
 #include <time.h>
 
 #include "models/chat.h"
+#include "serve/openai_internal.h"
 
 #define MAX_CHOICES 64
 #define MAX_MESSAGES 1024
 
 /* ---- small JSON helpers ---- */
 
-static json_t *jreal(double x) {
+json_t *oa_jreal(double x) {
     if (isnan(x)) return json_null();
     if (isinf(x)) return json_real(x < 0 ? -9999.0 : 9999.0);
     return json_real(x);
@@ -29,7 +30,7 @@ static json_t *jreal(double x) {
 
 /* A UTF-8 JSON string of bytes that may not be valid (never: pieces are
  * whole characters; but be safe): invalid bytes become U+FFFD. */
-static json_t *jstr(const char *s, size_t n) {
+json_t *oa_jstr(const char *s, size_t n) {
     if (gg_utf8_valid(s, n)) return json_stringn(s, n);
     gg_sbuf b = {0};
     for (size_t i = 0; i < n; i++) {
@@ -42,16 +43,14 @@ static json_t *jstr(const char *s, size_t n) {
     return r;
 }
 
-static json_t *jbytes(const char *s, size_t n) {
+json_t *oa_jbytes(const char *s, size_t n) {
     json_t *a = json_array();
     for (size_t i = 0; i < n; i++) json_array_append_new(a, json_integer((unsigned char)s[i]));
     return a;
 }
 
-static char *err_out(int *status, int code, const char *type, const char *param, const char *ecode,
-                     const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-static char *err_out(int *status, int code, const char *type, const char *param, const char *ecode,
-                     const char *fmt, ...) {
+char *oa_err(int *status, int code, const char *type, const char *param, const char *ecode, const char *fmt,
+             ...) {
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -60,9 +59,8 @@ static char *err_out(int *status, int code, const char *type, const char *param,
     *status = code;
     return gg_srv_error_json(msg, type, param, ecode);
 }
-#define BAD(param, ...) err_out(status, 400, "invalid_request_error", param, NULL, __VA_ARGS__)
 
-static char *dump(json_t *o) {
+char *oa_dump(json_t *o) {
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return s;
@@ -83,7 +81,7 @@ int gg_srv_find_model(gg_srv *s, const char *name) {
     return h;
 }
 
-static json_t *model_obj(gg_srv *s, const char *id, const char *parent) {
+json_t *oa_model_obj(gg_srv *s, const char *id, const char *parent) {
     json_t *m = json_pack("{s:s, s:s, s:I, s:s}", "id", id, "object", "model", "created", (json_int_t)s->created,
                           "owned_by", "gg");
     if (parent) {
@@ -95,19 +93,19 @@ static json_t *model_obj(gg_srv *s, const char *id, const char *parent) {
 
 char *gg_oa_models(gg_srv *s) {
     json_t *data = json_array();
-    json_t *base = model_obj(s, s->model_name, NULL);
+    json_t *base = oa_model_obj(s, s->model_name, NULL);
     json_object_set_new(base, "max_model_len", json_integer(s->slot_ctx));
     json_array_append_new(data, base);
     pthread_mutex_lock(&s->mu);
     for (int i = 0; i < GG_SRV_MAX_ADAPTERS; i++)
-        if (s->ad[i].used) json_array_append_new(data, model_obj(s, s->ad[i].name, s->model_name));
+        if (s->ad[i].used) json_array_append_new(data, oa_model_obj(s, s->ad[i].name, s->model_name));
     pthread_mutex_unlock(&s->mu);
-    return dump(json_pack("{s:s, s:o}", "object", "list", "data", data));
+    return oa_dump(json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 
 /* ---- prompts ---- */
 
-static int tokenize(gg_srv *s, const char *text, size_t n, int add_special, int32_t **ids, size_t *nids,
+int oa_tokenize(gg_srv *s, const char *text, size_t n, int add_special, int32_t **ids, size_t *nids,
                     char **msg) {
     gg_err err;
     if (gg_tokenizer_encode(s->tok, text, n, add_special, ids, nids, &err)) {
@@ -118,7 +116,7 @@ static int tokenize(gg_srv *s, const char *text, size_t n, int add_special, int3
 }
 
 /* A JSON array of token ids into ids (malloc'd). */
-static int ids_of(gg_srv *s, json_t *a, int32_t **ids, size_t *n, const char **why) {
+int oa_ids_of(gg_srv *s, json_t *a, int32_t **ids, size_t *n, const char **why) {
     size_t k = json_array_size(a);
     *ids = malloc((k ? k : 1) * sizeof **ids);
     if (!*ids) return *why = "out of memory", -1;
@@ -163,7 +161,7 @@ static char *content_text(json_t *c) {
 
 /* ---- jobs ---- */
 
-static void job_free(gg_job *j) {
+void oa_job_free(gg_job *j) {
     for (int i = 0; i < j->n_choices; i++) {
         gg_choice *c = &j->ch[i];
         free(c->prompt);
@@ -184,7 +182,7 @@ void gg_job_release(gg_job *j) {
     pthread_mutex_lock(&j->mu);
     int left = --j->refs;
     pthread_mutex_unlock(&j->mu);
-    if (!left) job_free(j);
+    if (!left) oa_job_free(j);
 }
 
 void gg_job_cancel(gg_job *j) {
@@ -218,7 +216,7 @@ static double get_num(json_t *o, const char *k, double def, int *bad) {
     return json_number_value(v);
 }
 
-static int get_bool(json_t *o, const char *k, int def, int *bad) {
+int oa_get_bool(json_t *o, const char *k, int def, int *bad) {
     json_t *v = json_object_get(o, k);
     if (!v || json_is_null(v)) return def;
     if (!json_is_boolean(v)) {
@@ -267,7 +265,7 @@ done:
         for (size_t i = 0; i < n; i++) free(texts[i]);
     free(texts);
     free(m);
-    if (!out && !*errjson) *errjson = err_out(status, 500, "server_error", NULL, NULL, "out of memory");
+    if (!out && !*errjson) *errjson = oa_err(status, 500, "server_error", NULL, NULL, "out of memory");
     return out;
 }
 
@@ -327,7 +325,7 @@ gg_job *gg_oa_parse(gg_srv *s, int chat, const char *body, size_t len, int *stat
     const char *model = json_is_string(mv) ? json_string_value(mv) : NULL;
     int adapter = gg_srv_find_model(s, model);
     if (adapter == -2) {
-        *errjson = err_out(status, 404, "invalid_request_error", "model", "model_not_found",
+        *errjson = oa_err(status, 404, "invalid_request_error", "model", "model_not_found",
                            "The model '%s' does not exist (see GET /v1/models)", model);
         goto fail;
     }
@@ -346,7 +344,7 @@ gg_job *gg_oa_parse(gg_srv *s, int chat, const char *body, size_t len, int *stat
     int32_t *pids[MAX_CHOICES];
     size_t plen[MAX_CHOICES];
     int np = 0;
-    int echo = chat ? 0 : get_bool(o, "echo", 0, &bad);
+    int echo = chat ? 0 : oa_get_bool(o, "echo", 0, &bad);
     if (bad) {
         *errjson = BAD("echo", "'echo' must be a boolean");
         goto fail;
@@ -355,7 +353,7 @@ gg_job *gg_oa_parse(gg_srv *s, int chat, const char *body, size_t len, int *stat
         char *text = render_chat(s, json_object_get(o, "messages"), status, errjson);
         if (!text) goto fail;
         char *msg = NULL;
-        int rc = tokenize(s, text, strlen(text), 0, &pids[0], &plen[0], &msg);
+        int rc = oa_tokenize(s, text, strlen(text), 0, &pids[0], &plen[0], &msg);
         free(text);
         if (rc) {
             *errjson = BAD("messages", "%s", msg ? msg : "tokenizer failed");
@@ -368,14 +366,14 @@ gg_job *gg_oa_parse(gg_srv *s, int chat, const char *body, size_t len, int *stat
         const char *why = NULL;
         if (json_is_string(p)) {
             char *msg = NULL;
-            if (tokenize(s, json_string_value(p), json_string_length(p), 1, &pids[0], &plen[0], &msg)) {
+            if (oa_tokenize(s, json_string_value(p), json_string_length(p), 1, &pids[0], &plen[0], &msg)) {
                 *errjson = BAD("prompt", "%s", msg ? msg : "tokenizer failed");
                 free(msg);
                 goto fail;
             }
             np = 1;
         } else if (json_is_array(p) && json_array_size(p) > 0 && all_ints(p)) {
-            if (ids_of(s, p, &pids[0], &plen[0], &why)) {
+            if (oa_ids_of(s, p, &pids[0], &plen[0], &why)) {
                 *errjson = BAD("prompt", "%s", why);
                 goto fail;
             }
@@ -390,9 +388,9 @@ gg_job *gg_oa_parse(gg_srv *s, int chat, const char *body, size_t len, int *stat
             json_array_foreach(p, i, e) {
                 char *msg = NULL;
                 int rc = 0;
-                if (json_is_string(e)) rc = tokenize(s, json_string_value(e), json_string_length(e), 1, &pids[np],
+                if (json_is_string(e)) rc = oa_tokenize(s, json_string_value(e), json_string_length(e), 1, &pids[np],
                                                      &plen[np], &msg);
-                else if (json_is_array(e) && all_ints(e)) rc = ids_of(s, e, &pids[np], &plen[np], &why);
+                else if (json_is_array(e) && all_ints(e)) rc = oa_ids_of(s, e, &pids[np], &plen[np], &why);
                 else {
                     why = "'prompt' must be a string, a list of strings, a list of token ids or a list of lists of token ids";
                     rc = -1;
@@ -417,7 +415,7 @@ gg_job *gg_oa_parse(gg_srv *s, int chat, const char *body, size_t len, int *stat
         }
     j = job_new(s, chat, np);
     if (!j) {
-        *errjson = err_out(status, 500, "server_error", NULL, NULL, "out of memory");
+        *errjson = oa_err(status, 500, "server_error", NULL, NULL, "out of memory");
         goto fail_prompts;
     }
     j->echo = echo;
@@ -427,28 +425,28 @@ gg_job *gg_oa_parse(gg_srv *s, int chat, const char *body, size_t len, int *stat
         if (set_prompt(j, i, pids[i], plen[i])) {
             for (int k = i + 1; k < np; k++) free(pids[k]);
             np = 0;
-            *errjson = err_out(status, 500, "server_error", NULL, NULL, "out of memory");
+            *errjson = oa_err(status, 500, "server_error", NULL, NULL, "out of memory");
             goto fail;
         }
     }
     np = 0; /* owned by j now */
 
     /* stream */
-    j->stream = get_bool(o, "stream", 0, &bad);
+    j->stream = oa_get_bool(o, "stream", 0, &bad);
     if (bad) {
         *errjson = BAD("stream", "'stream' must be a boolean");
         goto fail;
     }
     json_t *so = json_object_get(o, "stream_options");
     if (so && !json_is_null(so)) {
-        if (!json_is_object(so) || (j->include_usage = get_bool(so, "include_usage", 0, &bad), bad)) {
+        if (!json_is_object(so) || (j->include_usage = oa_get_bool(so, "include_usage", 0, &bad), bad)) {
             *errjson = BAD("stream_options", "'stream_options' must be an object with a boolean include_usage");
             goto fail;
         }
     }
     /* logprobs */
     if (chat) {
-        j->logprobs = get_bool(o, "logprobs", 0, &bad);
+        j->logprobs = oa_get_bool(o, "logprobs", 0, &bad);
         int64_t t = get_int(o, "top_logprobs", &present, &bad);
         if (bad || (present && (t < 0 || t > GG_SCHED_MAX_TOP))) {
             *errjson = BAD("logprobs", "'logprobs' must be a boolean and 'top_logprobs' an integer from 0 to %d",
@@ -522,7 +520,7 @@ gg_job *gg_oa_parse(gg_srv *s, int chat, const char *body, size_t len, int *stat
         pthread_mutex_unlock(&s->mu);
         j->sp.seed = (uint64_t)time(NULL) ^ (k * 0x9E3779B97F4A7C15ull);
     }
-    j->ignore_eos = get_bool(o, "ignore_eos", 0, &bad);
+    j->ignore_eos = oa_get_bool(o, "ignore_eos", 0, &bad);
     if (bad) {
         *errjson = BAD("ignore_eos", "'ignore_eos' must be a boolean");
         goto fail;
@@ -545,7 +543,7 @@ gg_job *gg_oa_parse(gg_srv *s, int chat, const char *body, size_t len, int *stat
             }
             for (int c = 0; c < j->n_choices; c++)
                 if (gg_stopper_add(&j->ch[c].st, json_string_value(e))) {
-                    *errjson = err_out(status, 500, "server_error", NULL, NULL, "out of memory");
+                    *errjson = oa_err(status, 500, "server_error", NULL, NULL, "out of memory");
                     goto fail;
                 }
         }
@@ -561,7 +559,7 @@ gg_job *gg_oa_parse(gg_srv *s, int chat, const char *body, size_t len, int *stat
     for (int i = 0; i < j->n_choices; i++)
         if (j->ch[i].n_prompt > longest) longest = j->ch[i].n_prompt;
     if ((int64_t)longest >= s->slot_ctx + (present && mt == 0)) {
-        *errjson = err_out(status, 400, "invalid_request_error", chat ? "messages" : "prompt",
+        *errjson = oa_err(status, 400, "invalid_request_error", chat ? "messages" : "prompt",
                            "context_length_exceeded",
                            "This model's context is %lld tokens per request; the prompt has %zu tokens",
                            (long long)s->slot_ctx, longest);
@@ -571,7 +569,7 @@ gg_job *gg_oa_parse(gg_srv *s, int chat, const char *body, size_t len, int *stat
         mt = chat ? s->slot_ctx - (int64_t)longest : s->o.max_tokens_default;
         if ((int64_t)longest + mt > s->slot_ctx) mt = s->slot_ctx - (int64_t)longest;
     } else if ((int64_t)longest + mt > s->slot_ctx) {
-        *errjson = err_out(status, 400, "invalid_request_error", "max_tokens", "context_length_exceeded",
+        *errjson = oa_err(status, 400, "invalid_request_error", "max_tokens", "context_length_exceeded",
                            "This model's context is %lld tokens per request; you requested %lld tokens (%zu in the "
                            "prompt, %lld for the completion)",
                            (long long)s->slot_ctx, (long long)(longest + (size_t)mt), longest, (long long)mt);
@@ -594,447 +592,7 @@ fail_prompts:
     for (int i = 0; i < np; i++) free(pids[i]);
 fail:
     json_decref(o);
-    if (j) job_free(j);
-    if (!*errjson) *errjson = err_out(status, 500, "server_error", NULL, NULL, "out of memory");
+    if (j) oa_job_free(j);
+    if (!*errjson) *errjson = oa_err(status, 500, "server_error", NULL, NULL, "out of memory");
     return NULL;
-}
-
-/* ---- per-token events ---- */
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static json_t *lp_new(const gg_job *j) {
-    if (j->chat) return json_pack("{s:[]}", "content");
-    return json_pack("{s:[], s:[], s:[], s:[]}", "tokens", "token_logprobs", "top_logprobs", "text_offset");
-}
-
-static void lp_add(gg_job *j, gg_choice *c, json_t *lp, const gg_sched_event *ev, const char *piece, size_t plen,
-                   size_t offset) {
-    const gg_tokenizer *tok = j->srv->tok;
-    int ntop = ev->n_top < j->n_top ? ev->n_top : j->n_top;
-    if (j->chat) {
-        json_t *top = json_array();
-        for (int i = 0; i < ntop; i++) {
-            char *k = gg_detok_piece(tok, c->prev_id, ev->top_ids[i]);
-            if (!k) continue;
-            json_array_append_new(top, json_pack("{s:o, s:o, s:o}", "token", jstr(k, strlen(k)), "logprob",
-                                                 jreal(ev->top_logprobs[i]), "bytes", jbytes(k, strlen(k))));
-            free(k);
-        }
-        json_array_append_new(json_object_get(lp, "content"),
-                              json_pack("{s:o, s:o, s:o, s:o}", "token", jstr(piece, plen), "logprob",
-                                        jreal(ev->logprob), "bytes", jbytes(piece, plen), "top_logprobs", top));
-        return;
-    }
-    json_array_append_new(json_object_get(lp, "tokens"), jstr(piece, plen));
-    json_array_append_new(json_object_get(lp, "token_logprobs"), jreal(ev->logprob));
-    json_array_append_new(json_object_get(lp, "text_offset"), json_integer((json_int_t)offset));
-    json_t *top = json_null();
-    if (ev->n_top > 0 && j->n_top > 0) {
-        top = json_object();
-        for (int i = 0; i < ntop; i++) {
-            char *k = gg_detok_piece(tok, c->prev_id, ev->top_ids[i]);
-            if (!k) continue;
-            if (gg_utf8_valid(k, strlen(k)) && !json_object_get(top, k))
-                json_object_set_new(top, k, jreal(ev->top_logprobs[i]));
-            free(k);
-        }
-    }
-    json_array_append_new(json_object_get(lp, "top_logprobs"), top);
-}
-
-static void sse_put(gg_job *j, json_t *o) {
-    char *s = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    if (!s) return;
-    gg_sbuf_adds(&j->sse, "data: ");
-    gg_sbuf_adds(&j->sse, s);
-    gg_sbuf_adds(&j->sse, "\n\n");
-    free(s);
-}
-
-static json_t *chunk_head(gg_job *j) {
-    return json_pack("{s:s, s:s, s:I, s:s}", "id", j->id, "object", j->chat ? "chat.completion.chunk" : "text_completion",
-                     "created", (json_int_t)time(NULL), "model", j->model);
-}
-
-/* One SSE chunk for choice c: text (may be empty), lp (stolen, may be
- * NULL), finish (NULL: none), role (chat: the opening delta). */
-static void sse_chunk(gg_job *j, gg_choice *c, const char *text, size_t n, json_t *lp, const char *finish, int role) {
-    json_t *ch = json_pack("{s:i}", "index", c->index);
-    if (j->chat) {
-        json_t *delta = json_object();
-        if (role) {
-            json_object_set_new(delta, "role", json_string("assistant"));
-            json_object_set_new(delta, "content", json_string(""));
-        } else if (!finish) {
-            json_object_set_new(delta, "content", jstr(text ? text : "", n));
-        }
-        json_object_set_new(ch, "delta", delta);
-    } else {
-        json_object_set_new(ch, "text", jstr(text ? text : "", n));
-    }
-    json_object_set_new(ch, "logprobs", lp ? lp : json_null());
-    json_object_set_new(ch, "finish_reason", finish ? json_string(finish) : json_null());
-    json_t *o = chunk_head(j);
-    json_object_set_new(o, "choices", json_pack("[o]", ch));
-    sse_put(j, o);
-}
-
-static json_t *usage(gg_job *j) {
-    int64_t p = 0, g = 0;
-    for (int i = 0; i < j->n_choices; i++) {
-        p += (int64_t)j->ch[i].n_prompt;
-        g += j->ch[i].n_gen;
-    }
-    return json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)p, "completion_tokens", (json_int_t)g,
-                     "total_tokens", (json_int_t)(p + g));
-}
-
-static const char *finish_name(gg_finish f) {
-    switch (f) {
-    case GG_FINISH_LENGTH: return "length";
-    case GG_FINISH_STOP: return "stop";
-    case GG_FINISH_CANCELLED: return "cancelled";
-    default: return "error";
-    }
-}
-
-static int on_event(void *user, const gg_sched_event *ev) {
-    gg_choice *c = user;
-    gg_job *j = c->job;
-    gg_srv *s = j->srv;
-    int stop = 0, final = ev->finish != GG_FINISH_NONE, gen = 0;
-    double t = now_s();
-    gg_sbuf emit = {0};
-    json_t *lp_delta = NULL;
-    pthread_mutex_lock(&j->mu);
-    if (j->stream && j->chat && c->n_events == 0) sse_chunk(j, c, NULL, 0, NULL, NULL, 1);
-    c->n_events++;
-    if (ev->id >= 0) {
-        int eos = !ev->is_prompt && !j->ignore_eos && (ev->id == s->eos[0] || ev->id == s->eos[1]);
-        if (!ev->is_prompt) {
-            c->n_gen++;
-            gen = 1;
-            if (j->t_first == 0) j->t_first = t;
-        }
-        if (!eos && !c->st.hit && !c->error) {
-            char *add;
-            size_t alen;
-            gg_err err;
-            if (gg_detok_push(&c->dt, ev->id, &add, &alen, &err)) {
-                c->error = strdup(err.msg);
-                stop = 1;
-            } else {
-                size_t off = c->text_bytes;
-                c->text_bytes += alen;
-                if (j->logprobs) {
-                    json_t *target = j->stream ? (lp_delta = lp_new(j)) : (c->lp ? c->lp : (c->lp = lp_new(j)));
-                    lp_add(j, c, target, ev, add, alen, off);
-                }
-                if (ev->is_prompt) gg_sbuf_add(&emit, add, alen);
-                else if (gg_stopper_feed(&c->st, add, alen, 0, &emit) == 0 && c->st.hit) stop = 1;
-                free(add);
-            }
-        } else if (eos && !c->st.hit && !c->error) {
-            /* The scheduler runs with ignore_eos and the end-of-sequence
-             * token ends the request here: it adds no text but is reported
-             * (usage, and its place in the logprobs, which
-             * lm-evaluation-harness reads by position). */
-            if (j->logprobs) {
-                json_t *target = j->stream ? (lp_delta = lp_new(j)) : (c->lp ? c->lp : (c->lp = lp_new(j)));
-                lp_add(j, c, target, ev, "", 0, c->text_bytes);
-            }
-            c->finish = "stop";
-            stop = 1;
-        }
-        c->prev_id = ev->id;
-    }
-    if (final && !c->done) {
-        if (!c->st.hit && !c->error && (ev->finish == GG_FINISH_STOP || ev->finish == GG_FINISH_LENGTH))
-            gg_stopper_feed(&c->st, "", 0, 1, &emit);
-        c->finish = c->st.hit || c->finish ? "stop" : finish_name(ev->finish);
-        if (ev->finish == GG_FINISH_ERROR && !c->error) c->error = strdup(ev->error ? ev->error : "generation failed");
-        c->done = 1;
-        j->n_done++;
-    }
-    int all_done = j->n_done == j->n_choices;
-    if (j->stream && !j->sse_ended) {
-        if (emit.n || lp_delta) sse_chunk(j, c, emit.p, emit.n, lp_delta, NULL, 0);
-        else if (lp_delta) json_decref(lp_delta);
-        if (final) {
-            if (c->error) {
-                char *es = gg_srv_error_json(c->error, "server_error", NULL, NULL);
-                json_t *e = es ? json_loads(es, 0, NULL) : NULL;
-                free(es);
-                if (e) sse_put(j, e);
-            }
-            sse_chunk(j, c, NULL, 0, NULL, c->finish, 0);
-            if (all_done) {
-                if (j->include_usage) {
-                    json_t *o = chunk_head(j);
-                    json_object_set_new(o, "choices", json_array());
-                    json_object_set_new(o, "usage", usage(j));
-                    sse_put(j, o);
-                }
-                gg_sbuf_adds(&j->sse, "data: [DONE]\n\n");
-                j->sse_ended = 1;
-            }
-        }
-    } else if (!j->stream) {
-        if (lp_delta) json_decref(lp_delta);
-        gg_sbuf_add(&c->text, emit.p ? emit.p : "", emit.n);
-    } else if (lp_delta) {
-        json_decref(lp_delta);
-    }
-    gg_sbuf_free(&emit);
-    /* Wake the connection (after unlocking: it stays suspended, so valid,
-     * until resumed). */
-    struct MHD_Connection *wake = NULL;
-    if (j->suspended && (j->stream ? j->sse.n > 0 || j->sse_ended : all_done)) {
-        j->suspended = 0;
-        wake = j->conn;
-    }
-    int left = final ? --j->refs : 1;
-    int cancelled = final && ev->finish == GG_FINISH_CANCELLED, stop_hit = final && c->st.hit;
-    pthread_mutex_unlock(&j->mu);
-    if (wake) MHD_resume_connection(wake);
-
-    gg_metrics *m = &s->met;
-    if (gen || final) {
-        pthread_mutex_lock(&m->mu);
-        if (gen) m->gen_tokens++;
-        if (cancelled) m->cancelled++;
-        if (stop_hit) m->stop_strings++;
-        pthread_mutex_unlock(&m->mu);
-    }
-    if (!left) job_free(j);
-    return stop;
-}
-
-int gg_oa_submit(gg_job *j, char **errjson) {
-    gg_srv *s = j->srv;
-    int status = 0;
-    *errjson = NULL;
-    for (int i = 0; i < j->n_choices; i++) {
-        gg_choice *c = &j->ch[i];
-        gg_sched_req r = {.prompt = c->prompt, .n_prompt = c->n_prompt, .adapter = j->adapter, .sample = j->sp,
-                          .max_tokens = j->max_tokens, .ignore_eos = 1 /* on_event stops at EOS */, .echo = j->echo,
-                          .n_top = j->logprobs ? j->n_top : 0, .cb = on_event, .user = c};
-        if (j->sp.seed) r.sample.seed = j->sp.seed + (uint64_t)i;
-        pthread_mutex_lock(&j->mu);
-        j->refs++;
-        pthread_mutex_unlock(&j->mu);
-        uint64_t id = 0;
-        gg_err err;
-        pthread_mutex_lock(&s->mu);
-        int stopping = s->stopping;
-        pthread_mutex_unlock(&s->mu);
-        int rc = stopping ? GG_SCHED_EFULL : gg_sched_submit(s->sched, &r, &id, &err);
-        if (stopping) snprintf(err.msg, sizeof err.msg, "the server is shutting down");
-        if (rc != 0) {
-            pthread_mutex_lock(&j->mu);
-            j->refs--;
-            pthread_mutex_unlock(&j->mu);
-            gg_job_cancel(j);
-            if (rc == GG_SCHED_EFULL) {
-                *errjson = err_out(&status, 503, "server_error", NULL, "server_overloaded",
-                                   "The server is busy (%s); retry later", err.msg);
-            } else if (j->adapter >= 0 && gg_srv_find_model(s, j->model) == -2) {
-                *errjson = err_out(&status, 404, "invalid_request_error", "model", "model_not_found",
-                                   "The model '%s' was removed", j->model);
-            } else {
-                *errjson = err_out(&status, 400, "invalid_request_error", NULL, NULL, "%s", err.msg);
-            }
-            return status;
-        }
-        pthread_mutex_lock(&j->mu);
-        c->sched_id = id;
-        c->submitted = 1;
-        pthread_mutex_unlock(&j->mu);
-        pthread_mutex_lock(&s->met.mu);
-        s->met.prompt_tokens += c->n_prompt;
-        pthread_mutex_unlock(&s->met.mu);
-    }
-    return 0;
-}
-
-/* A choice that never ran (submit failed part way) counts as done for the
- * connection's side: the caller answers with the error. */
-
-char *gg_oa_response(gg_job *j, int *status) {
-    pthread_mutex_lock(&j->mu);
-    for (int i = 0; i < j->n_choices; i++)
-        if (j->ch[i].error) {
-            char *e = err_out(status, 500, "server_error", NULL, NULL, "%s", j->ch[i].error);
-            pthread_mutex_unlock(&j->mu);
-            return e;
-        }
-    json_t *choices = json_array();
-    for (int i = 0; i < j->n_choices; i++) {
-        gg_choice *c = &j->ch[i];
-        json_t *lp = c->lp ? json_incref((json_t *)c->lp) : j->logprobs ? lp_new(j) : json_null();
-        json_t *text = jstr(c->text.p ? c->text.p : "", c->text.n);
-        json_t *o;
-        if (j->chat)
-            o = json_pack("{s:i, s:{s:s, s:o}, s:o, s:s}", "index", i, "message", "role", "assistant", "content", text,
-                          "logprobs", lp, "finish_reason", c->finish ? c->finish : "stop");
-        else
-            o = json_pack("{s:i, s:o, s:o, s:s}", "index", i, "text", text, "logprobs", lp, "finish_reason",
-                          c->finish ? c->finish : "stop");
-        json_array_append_new(choices, o);
-    }
-    json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:o, s:o}", "id", j->id, "object",
-                          j->chat ? "chat.completion" : "text_completion", "created", (json_int_t)time(NULL), "model",
-                          j->model, "choices", choices, "usage", usage(j));
-    pthread_mutex_unlock(&j->mu);
-    *status = 200;
-    return dump(o);
-}
-
-/* ---- tokenizer endpoints ---- */
-
-char *gg_oa_tokenize(gg_srv *s, const char *body, size_t len, int *status) {
-    json_error_t je;
-    json_t *o = json_loadb(body, len, 0, &je);
-    if (!o) return BAD(NULL, "invalid JSON at line %d column %d: %s", je.line, je.column, je.text);
-    json_t *p = json_object_get(o, "prompt");
-    if (!p) p = json_object_get(o, "content");
-    if (!p) p = json_object_get(o, "text");
-    int bad = 0;
-    int add = json_is_object(o) ? get_bool(o, "add_special_tokens", 1, &bad) : 1;
-    if (!json_is_string(p) || bad) {
-        json_decref(o);
-        return BAD("prompt", "expected {\"prompt\": STRING, \"add_special_tokens\": BOOL}");
-    }
-    int32_t *ids;
-    size_t n;
-    char *msg = NULL;
-    if (tokenize(s, json_string_value(p), json_string_length(p), add, &ids, &n, &msg)) {
-        json_decref(o);
-        char *e = BAD("prompt", "%s", msg ? msg : "tokenizer failed");
-        free(msg);
-        return e;
-    }
-    json_decref(o);
-    json_t *a = json_array();
-    for (size_t i = 0; i < n; i++) json_array_append_new(a, json_integer(ids[i]));
-    free(ids);
-    *status = 200;
-    return dump(json_pack("{s:o, s:I, s:I}", "tokens", a, "count", (json_int_t)n, "max_model_len",
-                          (json_int_t)s->slot_ctx));
-}
-
-char *gg_oa_detokenize(gg_srv *s, const char *body, size_t len, int *status) {
-    json_error_t je;
-    json_t *o = json_loadb(body, len, 0, &je);
-    if (!o) return BAD(NULL, "invalid JSON at line %d column %d: %s", je.line, je.column, je.text);
-    json_t *t = json_object_get(o, "tokens");
-    int32_t *ids = NULL;
-    size_t n = 0;
-    const char *why = "expected {\"tokens\": [ID, ...]}";
-    if (!json_is_array(t) || ids_of(s, t, &ids, &n, &why)) {
-        json_decref(o);
-        return BAD("tokens", "%s", why);
-    }
-    json_decref(o);
-    char *text;
-    size_t tl;
-    gg_err err;
-    int rc = gg_tokenizer_decode(s->tok, ids, n, 0, &text, &tl, &err);
-    free(ids);
-    if (rc) return BAD("tokens", "%s", err.msg);
-    json_t *r = json_pack("{s:o}", "prompt", jstr(text, tl));
-    free(text);
-    *status = 200;
-    return dump(r);
-}
-
-static json_t *str_or_null(const char *s) { return s ? jstr(s, strlen(s)) : json_null(); }
-
-char *gg_oa_tokenizer_info(gg_srv *s) {
-    return dump(json_pack("{s:o, s:o, s:o, s:o, s:I, s:I, s:s}", "eos_token", str_or_null(gg_tokenizer_eos_token(s->tok)),
-                          "bos_token", str_or_null(gg_tokenizer_bos_token(s->tok)), "pad_token", json_null(),
-                          "chat_template", str_or_null(s->chat_template), "model_max_length", (json_int_t)s->slot_ctx,
-                          "vocab_size", (json_int_t)gg_tokenizer_vocab_size(s->tok), "tokenizer_class",
-                          "PreTrainedTokenizerFast"));
-}
-
-/* ---- adapters at run time ---- */
-
-char *gg_oa_adapter_post(gg_srv *s, const char *body, size_t len, int *status) {
-    json_error_t je;
-    json_t *o = json_loadb(body, len, 0, &je);
-    if (!o) return BAD(NULL, "invalid JSON at line %d column %d: %s", je.line, je.column, je.text);
-    json_t *nv = json_object_get(o, "name"), *pv = json_object_get(o, "path"), *sv = json_object_get(o, "scale");
-    char *r = NULL;
-    if (!json_is_string(nv) || !json_is_string(pv) || (sv && !json_is_number(sv))) {
-        r = BAD(NULL, "expected {\"name\": STRING, \"path\": STRING (inside --adapter-dir), \"scale\": NUMBER}");
-        goto out;
-    }
-    const char *name = json_string_value(nv);
-    double scale = sv ? json_number_value(sv) : 1.0;
-    if (!gg_srv_name_ok(name) || strcmp(name, s->model_name) == 0) {
-        r = BAD("name", "adapter names are 1 to 64 of A-Z a-z 0-9 . _ - (not starting with '.') and not the base's");
-        goto out;
-    }
-    if (!(scale >= -1e6 && scale <= 1e6)) {
-        r = BAD("scale", "'scale' out of range");
-        goto out;
-    }
-    if (!s->adapter_dir) {
-        r = err_out(status, 403, "permission_error", "path", NULL,
-                    "loading adapters at run time is off: start ggserve with --adapter-dir DIR");
-        goto out;
-    }
-    char *full;
-    gg_err err;
-    if (strlen(json_string_value(pv)) != json_string_length(pv) ||
-        gg_srv_confine(s->adapter_dir, json_string_value(pv), &full, &err)) {
-        r = BAD("path", "%s", strlen(json_string_value(pv)) != json_string_length(pv) ? "NUL in path" : err.msg);
-        goto out;
-    }
-    if (gg_srv_find_model(s, name) != -2) {
-        free(full);
-        r = err_out(status, 409, "invalid_request_error", "name", "model_exists", "the model '%s' already exists",
-                    name);
-        goto out;
-    }
-    if (gg_srv_adapter_load(s, name, full, (float)scale, &err)) {
-        free(full);
-        r = BAD("path", "%s", err.msg);
-        goto out;
-    }
-    free(full);
-    *status = 200;
-    r = dump(model_obj(s, name, s->model_name));
-out:
-    json_decref(o);
-    return r;
-}
-
-char *gg_oa_adapter_delete(gg_srv *s, const char *name, int *status) {
-    int handle = -1;
-    pthread_mutex_lock(&s->mu);
-    for (int i = 0; i < GG_SRV_MAX_ADAPTERS; i++)
-        if (s->ad[i].used && strcmp(s->ad[i].name, name) == 0) {
-            handle = s->ad[i].handle;
-            s->ad[i].used = 0;
-            free(s->ad[i].path);
-            s->ad[i].path = NULL;
-            break;
-        }
-    pthread_mutex_unlock(&s->mu);
-    if (handle < 0)
-        return err_out(status, 404, "invalid_request_error", "model", "model_not_found", "no adapter named '%s'",
-                       name);
-    gg_err err;
-    if (gg_sched_adapter_remove(s->sched, handle, &err))
-        return err_out(status, 500, "server_error", NULL, NULL, "%s", err.msg);
-    *status = 200;
-    return dump(json_pack("{s:s, s:s, s:b}", "id", name, "object", "model", "deleted", 1));
 }
